@@ -1,0 +1,260 @@
+"""Configs are data: plain dataclasses, a table of named presets, and `key=value` overrides.
+
+The presets reproduce the hyper-parameter tables of MISSION.md; every `*-cpu` twin keeps the
+algorithm and shrinks only widths and batch so that it trains in minutes on a laptop CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GankitError
+
+
+@dataclass
+class ModelConfig:
+    family: str = "dcgan"  # dcgan | wgan
+    arch: str = "conv3"  # conv3 (3x3 kernels, MISSION table) | k4 (4x4 kernels, DCGAN paper)
+    res: int = 64  # 32 or 64
+    z_dim: int = 100
+    width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
+    d_norm: str = "batch"  # batch | layer | instance | none
+    g_norm: str = "batch"  # batch | none
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | rmsprop
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass
+class GanConfig:
+    n_critic: int = 1  # critic (D) updates per generator update
+    clip: float = 0.0  # WGAN weight clipping c; 0 = off
+    gp_lambda: float = 0.0  # WGAN-GP penalty weight; 0 = off
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False  # random horizontal flip
+    rot90: bool = False  # random rotation by 0/90/180/270 degrees
+    hsv: bool = False  # random hue shift, saturation and value scaling
+    hue: float = 0.05  # max |hue shift| as a fraction of the colour circle
+    saturation: float = 0.2  # saturation scaled by U[1-s, 1+s]
+    value: float = 0.2  # value scaled by U[1-v, 1+v]
+
+
+@dataclass
+class TrainConfig:
+    batch: int = 128
+    steps: int = 10_000  # generator updates
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
+    channels_last: bool = True
+    compile: bool = False
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep_ckpts: int = 3
+    grid: int = 64  # images in each sample grid
+
+
+@dataclass
+class Config:
+    preset: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        cfg = cls()
+        for key, value in d.items():
+            if key == "preset":
+                cfg.preset = value
+                continue
+            section = getattr(cfg, key, None)
+            if not dataclasses.is_dataclass(section):
+                raise GankitError(f"config: unknown section {key!r}")
+            for k, v in value.items():
+                if not hasattr(section, k):
+                    raise GankitError(f"config: unknown key {key}.{k}")
+                setattr(section, k, v)
+        cfg.validate()
+        return cfg
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def validate(self) -> None:
+        """Reject values the code cannot honour, naming the key."""
+        m, o, g, t = self.model, self.optim, self.gan, self.train
+        _choice("model.family", m.family, FAMILIES)
+        _choice("model.arch", m.arch, ("conv3", "k4"))
+        _choice("model.res", m.res, (32, 64))
+        _choice("model.d_norm", m.d_norm, ("batch", "layer", "instance", "none"))
+        _choice("model.g_norm", m.g_norm, ("batch", "none"))
+        _choice("optim.name", o.name, ("adam", "rmsprop"))
+        _choice("train.precision", t.precision, ("auto", "bf16", "fp32"))
+        for key, value in (("model.z_dim", m.z_dim), ("model.width", m.width), ("train.batch", t.batch),
+                           ("gan.n_critic", g.n_critic), ("train.log_every", t.log_every),
+                           ("train.sample_every", t.sample_every), ("train.ckpt_every", t.ckpt_every),
+                           ("train.keep_ckpts", t.keep_ckpts), ("train.grid", t.grid)):
+            if value < 1:
+                raise GankitError(f"config: {key} must be >= 1, got {value}")
+        if t.steps < 0:
+            raise GankitError(f"config: train.steps must be >= 0, got {t.steps}")
+        for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):
+            if not value > 0:
+                raise GankitError(f"config: {key} must be > 0, got {value}")
+        if g.clip < 0 or g.gp_lambda < 0:
+            raise GankitError("config: gan.clip and gan.gp_lambda must be >= 0")
+        if m.family == "wgan" and m.d_norm == "batch" and g.gp_lambda > 0:
+            raise GankitError("config: model.d_norm=batch is invalid with a gradient penalty "
+                              "(the penalty is per sample); use layer or instance")
+
+
+FAMILIES = ("dcgan", "wgan")
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise GankitError(f"config: {key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+# --- presets -----------------------------------------------------------------------------------
+# Each entry: description, then the fields that differ from the dataclass defaults.
+
+_DCGAN = dict(optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999))
+_WGAN_GP = dict(optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.0, beta2=0.9),
+                gan=dict(n_critic=5, gp_lambda=10.0))
+_WGAN_CLIP = dict(optim=dict(name="rmsprop", lr_g=5e-5, lr_d=5e-5), gan=dict(n_critic=5, clip=0.01))
+
+_PRESETS: dict[str, tuple[str, dict]] = {
+    "dcgan-64": ("DCGAN, conv3 table (MISSION 1.1), 64 px, BatchNorm, batch 128, Adam 2e-4 (0.5, 0.999), Z=100",
+                 dict(model=dict(family="dcgan", arch="conv3", res=64, z_dim=100, width=128, d_norm="batch"),
+                      train=dict(batch=128), **_DCGAN)),
+    "dcgan-k4-64": ("DCGAN, k4 design (DCGAN paper / pytorch examples), 64 px, BatchNorm D, batch 128",
+                    dict(model=dict(family="dcgan", arch="k4", res=64, z_dim=100, width=64, d_norm="batch"),
+                         train=dict(batch=128), **_DCGAN)),
+    "dcgan-32": ("DCGAN, conv3 table at 32 px (CIFAR-10), batch 128",
+                 dict(model=dict(family="dcgan", arch="conv3", res=32, z_dim=100, width=128, d_norm="batch"),
+                      train=dict(batch=128), **_DCGAN)),
+    "dcgan-k4-32": ("DCGAN, k4 design at 32 px (CIFAR-10), batch 128",
+                    dict(model=dict(family="dcgan", arch="k4", res=32, z_dim=100, width=64, d_norm="batch"),
+                         train=dict(batch=128), **_DCGAN)),
+    "wgan-64": ("WGAN, weight clipping c=0.01, RMSProp 5e-5, 5 critic steps, conv3 with LayerNorm, batch 64, Z=128",
+                dict(model=dict(family="wgan", arch="conv3", res=64, z_dim=128, width=128, d_norm="layer"),
+                     train=dict(batch=64), **_WGAN_CLIP)),
+    "wgan-gp-64": ("WGAN-GP, lambda=10, 5 critic steps, conv3 with LayerNorm critic, batch 128, Adam 1e-4 (0, 0.9), Z=128",
+                   dict(model=dict(family="wgan", arch="conv3", res=64, z_dim=128, width=128, d_norm="layer"),
+                        train=dict(batch=128), **_WGAN_GP)),
+    "wgan-32": ("WGAN, weight clipping, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64",
+                dict(model=dict(family="wgan", arch="k4", res=32, z_dim=128, width=64, d_norm="instance"),
+                     train=dict(batch=64), **_WGAN_CLIP)),
+    "wgan-gp-32": ("WGAN-GP, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64, Adam 1e-4 (0.5, 0.999)",
+                   dict(model=dict(family="wgan", arch="k4", res=32, z_dim=128, width=64, d_norm="instance"),
+                        train=dict(batch=64),
+                        optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
+                        gan=dict(n_critic=5, gp_lambda=10.0))),
+}
+
+# Flowers: the same models with every augmentation on (MISSION 2: flips, 90-degree turns, HSV).
+for _name in ("dcgan-64", "wgan-gp-64"):
+    _desc, _fields = _PRESETS[_name]
+    _PRESETS[_name + "-flowers"] = (_desc + "; flips, 90-degree rotations and HSV jitter on (flowers)",
+                                    dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
+
+# CPU twins: same algorithm, a quarter of the width and half the batch.
+for _name in list(_PRESETS):
+    _desc, _fields = _PRESETS[_name]
+    _twin = json.loads(json.dumps(_fields))
+    _twin["model"]["width"] = max(16, _twin["model"]["width"] // 4)
+    _twin["train"]["batch"] = max(32, _twin["train"]["batch"] // 2)
+    _twin["train"].update(sample_every=200, ckpt_every=500)
+    _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
+                                f"batch {_twin['train']['batch']}", _twin)
+
+
+def preset_names() -> list[str]:
+    return list(_PRESETS)
+
+
+def preset_description(name: str) -> str:
+    return _PRESETS[name][0]
+
+
+def load_preset(name: str) -> Config:
+    """The Config of a named preset (a fresh copy)."""
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, _PRESETS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise GankitError(f"unknown preset {name!r}{hint}; `gankit presets` lists them")
+    d = json.loads(json.dumps(_PRESETS[name][1]))
+    d["preset"] = name
+    return Config.from_dict(d)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `section.key=value` (or a bare `key=value` when the key names one field) overrides."""
+    for item in overrides:
+        if "=" not in item:
+            raise GankitError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        section_name, field_name = _resolve_key(cfg, key.strip())
+        section = getattr(cfg, section_name)
+        current = getattr(section, field_name)
+        setattr(section, field_name, _parse_value(f"{section_name}.{field_name}", raw.strip(), current))
+    cfg.validate()
+    return cfg
+
+
+def _sections(cfg: Config) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
+
+
+def _resolve_key(cfg: Config, key: str) -> tuple[str, str]:
+    sections = _sections(cfg)
+    all_keys = [f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)]
+    if "." in key:
+        if key in all_keys:
+            return tuple(key.split(".", 1))  # type: ignore[return-value]
+    else:
+        owners = [k for k in all_keys if k.split(".", 1)[1] == key]
+        if len(owners) == 1:
+            return tuple(owners[0].split(".", 1))  # type: ignore[return-value]
+        if len(owners) > 1:
+            raise GankitError(f"--set {key}: ambiguous, say one of {', '.join(owners)}")
+    close = difflib.get_close_matches(key, all_keys + [k.split('.', 1)[1] for k in all_keys], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise GankitError(f"--set {key}: unknown option{hint}")
+
+
+def _parse_value(key: str, raw: str, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise GankitError(f"--set {key}={raw}: expected a {type(current).__name__}") from None

@@ -1,0 +1,126 @@
+"""What every model family supplies to the one trainer: networks, optimizers and a per-batch step."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..config import Config
+
+
+class Family:
+    """Base of a model family. Subclasses build `self.nets` and `self.opts` and implement `step`.
+
+    The trainer owns the loop; a family owns only what one batch does to its networks. Networks
+    are called through `self.fast[name]`, which is the compiled module when `train.compile` is on.
+    """
+
+    name = "family"
+    # which metrics the trainer plots together: {plot file stem: [metric names]}
+    plots: dict[str, list[str]] = {"losses": ["loss_D", "loss_G"]}
+    # nets that torch.compile must leave alone (double backward is not supported by compiled graphs)
+    no_compile: tuple[str, ...] = ()
+
+    def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
+        self.cfg = cfg
+        self.device = device
+        self.precision = precision  # None = fp32, torch.bfloat16 = bf16 autocast
+        self.nets: dict[str, nn.Module] = {}
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.fast: dict[str, nn.Module] = {}
+
+    # --- set-up helpers used by subclasses ----------------------------------------------------------
+    def finish_setup(self) -> None:
+        """Move nets to the device and memory format, build optimizers, compile if asked."""
+        for name, net in self.nets.items():
+            net.to(self.device)
+            if self.cfg.train.channels_last:
+                net.to(memory_format=torch.channels_last)
+        self.opts = self.make_optimizers()
+        for name, net in self.nets.items():
+            if self.cfg.train.compile and name not in self.no_compile:
+                self.fast[name] = torch.compile(net)
+            else:
+                self.fast[name] = net
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        o = self.cfg.optim
+        lrs = {"G": o.lr_g, "D": o.lr_d}
+        fused = self.device.type in ("cpu", "cuda")
+        out = {}
+        for name, net in self.nets.items():
+            lr = lrs.get(name, o.lr_g)
+            if o.name == "adam":
+                out[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2), fused=fused)
+            else:
+                out[name] = torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True)
+        return out
+
+    def amp(self):
+        """Autocast context for forward passes (bf16 where enabled, a no-op in fp32)."""
+        return torch.autocast(self.device.type, dtype=self.precision or torch.float32,
+                              enabled=self.precision is not None)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def frozen(net: nn.Module) -> Iterator[None]:
+        """No weight gradients for `net` inside (gradients still flow through it to its input)."""
+        flags = [p.requires_grad for p in net.parameters()]
+        net.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, f in zip(net.parameters(), flags):
+                p.requires_grad_(f)
+
+    @staticmethod
+    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # --- the interface the trainer calls -------------------------------------------------------------
+    @property
+    def batches_per_step(self) -> int:
+        """Real batches consumed by one step (n_critic for WGAN critics)."""
+        return 1
+
+    def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.z_dim, generator=gen, device=self.device)
+
+    def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Update the networks on one batch; return detached scalar metrics."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] for codes z, generator in eval mode."""
+        g = self.nets["G"]
+        was_training = g.training
+        g.eval()
+        try:
+            with self.amp():
+                return self.fast["G"](z).float()
+        finally:
+            g.train(was_training)
+
+    def extra_state(self) -> dict:
+        """Family state beyond nets and optimizers (BEGAN's k_t, ...): tensors or JSON values."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"nets": {k: v.state_dict() for k, v in self.nets.items()},
+                "opts": {k: v.state_dict() for k, v in self.opts.items()},
+                "extra": self.extra_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state["opts"][k])
+        self.load_extra_state(state.get("extra", {}))

@@ -1,0 +1,87 @@
+"""WGAN (Arjovsky, Chintala, Bottou 2017) and WGAN-GP (Gulrajani et al. 2017), MISSION 1.2.
+
+The critic is DCGAN's discriminator without BatchNorm (LayerNorm or InstanceNorm) and without a
+final activation. Per generator update, n_critic critic updates, each on a fresh real batch:
+
+    L_D = D(G(z)) - D(x)                                   (+ weight clipping to [-c, c])
+    L_D = D(G(z)) - D(x) + lambda (||grad D(x_hat)||_2 - 1)^2,  x_hat = eps x + (1 - eps) G(z)
+    L_G = -D(G(z))
+
+The Wasserstein estimate E[D(x)] - E[D(G(z))] is logged as the convergence measure.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config
+from .base import Family
+from .dcgan import build_networks
+
+
+def gradient_norm(grad: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norm sqrt(sum g^2 + 1e-12): finite value and gradient even where g = 0."""
+    return torch.sqrt(grad.float().pow(2).flatten(1).sum(1) + 1e-12)
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator,
+                     amp=None) -> torch.Tensor:
+    """mean over the batch of (||grad_x critic(x_hat)|| - 1)^2 at random interpolates x_hat."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    with amp if amp is not None else torch.autocast(real.device.type, enabled=False):
+        score = critic(x_hat)
+    (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
+    return (gradient_norm(grad) - 1).pow(2).mean()
+
+
+def clip_weights(net: nn.Module, c: float) -> None:
+    """Clamp every parameter of the critic to [-c, c] (WGAN's Lipschitz constraint)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.clamp_(-c, c)
+
+
+class WGAN(Family):
+    """Weight clipping when gan.clip > 0, gradient penalty when gan.gp_lambda > 0."""
+
+    name = "wgan"
+    plots = {"losses": ["loss_D", "loss_G"], "wasserstein": ["wasserstein"]}
+
+    def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
+        super().__init__(cfg, device, precision)
+        if cfg.gan.gp_lambda > 0:
+            self.no_compile = ("D",)  # compiled graphs do not support the penalty's double backward
+            self.plots = dict(self.plots, penalty=["gradient_penalty"])
+        self.nets = build_networks(cfg)
+        self.finish_setup()
+
+    @property
+    def batches_per_step(self) -> int:
+        return self.cfg.gan.n_critic
+
+    def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        G, D = self.fast["G"], self.fast["D"]
+        g = self.cfg.gan
+        out: dict[str, torch.Tensor] = {}
+        for real_k in real.chunk(g.n_critic):
+            z = self.sample_z(real_k.shape[0], gen)
+            with torch.no_grad(), self.amp():
+                fake = G(z)
+            with self.amp():
+                d_real, d_fake = D(real_k).float().mean(), D(fake).float().mean()
+            loss_d = d_fake - d_real
+            if g.gp_lambda > 0:
+                gp = gradient_penalty(D, real_k, fake.float(), gen, self.amp())
+                loss_d = loss_d + g.gp_lambda * gp
+                out["gradient_penalty"] = gp.detach()
+            self.update(self.opts["D"], loss_d)
+            if g.clip > 0:
+                clip_weights(self.nets["D"], g.clip)
+
+        z = self.sample_z(real.shape[0] // g.n_critic, gen)
+        with self.amp(), self.frozen(self.nets["D"]):
+            loss_g = -D(G(z)).float().mean()
+        self.update(self.opts["G"], loss_g)
+        out.update(loss_D=loss_d.detach(), loss_G=loss_g.detach(), wasserstein=(d_real - d_fake).detach())
+        return out

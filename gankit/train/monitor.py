@@ -1,0 +1,113 @@
+"""What a run shows: metrics as JSON lines, TensorBoard scalars and images, and loss plots."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object a line, each with its `step`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        return out
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past `step` (work lost since the checkpoint a resume starts from)."""
+        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+
+
+class TensorBoard:
+    """A thin wrapper so a missing or broken tensorboard install only loses the TB view, not the run."""
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        except Exception as e:  # pragma: no cover - depends on the install
+            print(f"gankit: TensorBoard logging off ({e})")
+            self.writer = None
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+
+    def image(self, tag: str, step: int, hwc_uint8: np.ndarray) -> None:
+        if self.writer:
+            self.writer.add_image(tag, hwc_uint8, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def _smooth(y: np.ndarray, frac: float = 0.02) -> np.ndarray:
+    alpha = min(1.0, max(frac, 1.0 / max(len(y), 1)) * 5)
+    out = np.empty_like(y)
+    acc = y[0]
+    for i, v in enumerate(y):
+        acc = alpha * v + (1 - alpha) * acc
+        out[i] = acc
+    return out
+
+
+def plot_metrics(records: list[dict], groups: dict[str, list[str]], out_dir: str | Path, title: str = "") -> list[Path]:
+    """One PNG per group of metrics against the step (raw faint, smoothed bold). Returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_step: dict[int, dict] = {}
+    for r in records:  # a later record of the same step (after a resume) replaces the earlier one
+        by_step.setdefault(r["step"], {}).update(r)
+    steps = sorted(by_step)
+    written = []
+    for stem, names in groups.items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        drawn = False
+        for name in names:
+            pts = [(s, by_step[s][name]) for s in steps if isinstance(by_step[s].get(name), (int, float))]
+            if not pts:
+                continue
+            x, y = np.array(pts, dtype=float).T
+            line, = ax.plot(x, y, alpha=0.25, linewidth=0.8)
+            ax.plot(x, _smooth(y), color=line.get_color(), linewidth=1.8, label=name)
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("step")
+        ax.set_title(f"{title} {stem}".strip())
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"{stem}.png"
+        tmp = out_dir / f".{stem}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        written.append(path)
+    return written

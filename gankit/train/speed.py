@@ -1,0 +1,89 @@
+"""Speed accounting: FLOPs of one training step and the machine's peak, for model-FLOPs utilisation."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# dense bf16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets
+GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
+             "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANKIT_CACHE", Path.home() / ".cache" / "gankit"))
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+            return "avx512_bf16" in flags or "amx_bf16" in flags
+        except OSError:
+            return False
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
+    """(FLOP/s, how it was found): a data-sheet figure for known GPUs, else a measured large matmul, cached."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAKS.items():
+            if key in name:
+                return (value if dtype == torch.bfloat16 else value / 2), f"{name} data sheet"
+    key = f"{_cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}|{dtype}|{torch.get_num_threads()}"
+    cache = cache_dir() / "peak_flops.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        n = 2048
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            a @ b
+            reps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        known[key] = 2 * n ** 3 * reps / (time.perf_counter() - t0)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(known, indent=1))
+        except OSError:
+            pass
+    return known[key], "measured 2048^3 matmul"
+
+
+def step_flops(family, batch: int, res: int) -> float:
+    """FLOPs of one training step at `batch`, counted on an eager copy of the family at batch 2 and scaled."""
+    fast, family.fast = family.fast, dict(family.nets)  # copy and count the eager modules, never a compiled graph
+    try:
+        probe = copy.deepcopy(family)
+    finally:
+        family.fast = fast
+    small = 2 * probe.batches_per_step
+    x = torch.zeros(small, 3, res, res, device=family.device)
+    with FlopCounterMode(display=False) as counter:
+        probe.step(x, torch.Generator(family.device).manual_seed(0))
+    return counter.get_total_flops() * batch / 2

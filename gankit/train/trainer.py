@@ -1,0 +1,243 @@
+"""The one training loop every family shares.
+
+A family supplies networks and a per-batch `step`; the trainer owns everything around it: the
+device and precision, the batch stream and augmentation, fixed-z sample grids, JSON-lines metrics,
+TensorBoard, the progress bar with images/s and model-FLOPs utilisation, checkpoints and plots.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import Config
+from ..data import BUILTIN, BatchStream, PreparedDataset, prepare, to_float
+from ..data.augment import augment
+from ..errors import GankitError
+from ..families import Family, build_family
+from ..images import grid, save_png, to_uint8
+from .checkpoint import list_checkpoints, load_latest, save_checkpoint
+from .monitor import MetricsLog, TensorBoard, plot_metrics
+from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GankitError(f"train.device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GankitError("train.device=cuda but no CUDA device is available")
+    return device
+
+
+def resolve_precision(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast where the hardware runs it natively ('auto'), else fp32 (None)."""
+    if precision == "fp32":
+        return None
+    native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16())
+    if precision == "bf16" or native:
+        return torch.bfloat16
+    return None
+
+
+def open_dataset(data: str, res: int) -> PreparedDataset:
+    """A prepared dataset folder, or `toyfaces`: the embedded default, prepared once into the cache."""
+    if data == BUILTIN:
+        path = cache_dir() / f"toyfaces-{res}"
+        if not (path / "meta.json").exists():
+            print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)")
+            prepare("toyfaces", [], res, path, overwrite=True, progress=sys.stderr.isatty())
+        return PreparedDataset(path)
+    return PreparedDataset(data)
+
+
+def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.name[:5].isdigit()]
+    n = max(numbers, default=-1) + 1
+    while True:
+        path = root / f"{n:05d}-{preset}-{data_name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+class Trainer:
+    """Build with `Trainer.new(...)` or `Trainer.resume(...)`, then call `run()`."""
+
+    def __init__(self, cfg: Config, run_dir: Path, data: str, progress: bool = True):
+        self.cfg, self.run_dir, self.data_arg, self.progress = cfg, run_dir, data, progress
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        self.precision = resolve_precision(self.device, t.precision)
+        self.dataset = open_dataset(data, cfg.model.res)
+        if self.dataset.res != cfg.model.res:
+            raise GankitError(f"--data {data}: images are {self.dataset.res} px but the model is {cfg.model.res} px "
+                              f"(prepare with --res {cfg.model.res} or --set model.res={self.dataset.res})")
+        torch.manual_seed(t.seed)
+        self.family: Family = build_family(cfg, self.device, self.precision)
+        self.per_step = t.batch * self.family.batches_per_step  # real images consumed by one step
+        self.stream = BatchStream(len(self.dataset), self.per_step, t.seed)
+        self.gen = torch.Generator(self.device).manual_seed(t.seed)
+        self.fixed_z = self.family.sample_z(t.grid, torch.Generator(self.device).manual_seed(t.seed + 1))
+        self.step = 0
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self._stop_signal: int | None = None
+
+    # --- construction ----------------------------------------------------------------------------
+    @classmethod
+    def new(cls, cfg: Config, data: str, runs_root: str | Path = "runs", progress: bool = True) -> "Trainer":
+        cfg.validate()
+        data_name = BUILTIN if data == BUILTIN else Path(data).name
+        run_dir = new_run_dir(Path(runs_root), cfg.preset, data_name)
+        try:
+            trainer = cls(cfg, run_dir, data, progress)
+        except BaseException:
+            if not any(run_dir.iterdir()):
+                run_dir.rmdir()
+            raise
+        (run_dir / "config.json").write_text(cfg.to_json())
+        (run_dir / "run.json").write_text(json.dumps(trainer.describe(), indent=2))
+        return trainer
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] | None = None, data: str | None = None,
+               progress: bool = True) -> "Trainer":
+        from ..config import apply_overrides
+        run_dir = Path(run_dir)
+        try:
+            cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError) as e:
+            raise GankitError(f"--resume {run_dir}: not a gankit run folder ({e})") from None
+        cfg = apply_overrides(cfg, overrides or [])
+        trainer = cls(cfg, run_dir, data or info["data"], progress)
+        loaded = load_latest(run_dir / "checkpoints")
+        if loaded is None:
+            raise GankitError(f"--resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
+        state, record = loaded
+        trainer.load_state(state, record["step"])
+        trainer.metrics.truncate_after(trainer.step)
+        (run_dir / "config.json").write_text(cfg.to_json())
+        return trainer
+
+    def describe(self) -> dict:
+        return {"data": str(self.data_arg), "dataset": self.dataset.meta.get("source"), "images": len(self.dataset),
+                "device": str(self.device), "precision": "bf16" if self.precision else "fp32",
+                "gankit": __version__, "torch": torch.__version__}
+
+    # --- state ----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"family": self.family.state_dict(), "gen": self.gen.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state(self, state: dict, step: int) -> None:
+        self.family.load_state_dict(state["family"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = step
+
+    def checkpoint(self) -> Path:
+        path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.state(),
+                               {"config": self.cfg.to_dict(), "images_seen": self.step * self.per_step},
+                               keep=self.cfg.train.keep_ckpts)
+        self.plot()
+        return path
+
+    # --- outputs --------------------------------------------------------------------------------------
+    def sample_grid(self, tb: TensorBoard | None = None) -> Path:
+        images = to_uint8(self.family.generate(self.fixed_z))
+        g = grid(images)
+        path = save_png(g, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+        save_png(g, self.run_dir / "samples" / "latest.png")
+        if tb:
+            tb.image("samples", self.step, g)
+        return path
+
+    def plot(self) -> list[Path]:
+        return plot_metrics(self.metrics.read(), self.family.plots, self.run_dir / "plots",
+                            title=f"{self.cfg.preset} on {self.dataset.name}")
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        self._stop_signal = signum
+
+    def run(self) -> dict:
+        """Train until train.steps; returns the last logged metrics."""
+        t = self.cfg.train
+        tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None)
+        flops = step_flops(self.family, t.batch, self.cfg.model.res)
+        peak, peak_how = peak_flops(self.device, self.precision or torch.float32)
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        augmenting = self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv
+        bar = tqdm(total=t.steps, initial=self.step, desc=f"{self.cfg.preset}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True, mininterval=1.0)
+        if self.step == 0:
+            self.sample_grid(tb)
+        sums: dict[str, torch.Tensor] = {}
+        n_sum, t_last, last = 0, time.perf_counter(), {}
+        try:
+            while self.step < t.steps and self._stop_signal is None:
+                real = to_float(self.dataset.batch(self.stream.indices(self.step)), self.device, t.channels_last)
+                if augmenting:
+                    real = augment(real, self.cfg.augment, self.gen)
+                out = self.family.step(real, self.gen)
+                for k, v in out.items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                n_sum += 1
+                self.step += 1
+                bar.update(1)
+
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    now = time.perf_counter()
+                    values = {k: (v / n_sum).item() for k, v in sums.items()}
+                    bad = [k for k, v in values.items() if not math.isfinite(v)]
+                    if bad:
+                        ckpts = list_checkpoints(self.run_dir / "checkpoints")
+                        raise GankitError(f"non-finite {', '.join(bad)} at step {self.step}; last checkpoint: "
+                                          f"{ckpts[-1] if ckpts else 'none'} (try a lower learning rate)")
+                    ips = n_sum * self.per_step / (now - t_last)
+                    values["images_per_s"] = ips
+                    values["mfu"] = flops * n_sum / (now - t_last) / peak
+                    last = {"step": self.step, "images": self.step * self.per_step, **values}
+                    self.metrics.append(last)
+                    tb.scalars(self.step, values)
+                    bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in values.items()
+                                                 if k not in ("images_per_s", "mfu"))
+                                        + f" img/s={ips:.0f} mfu={100 * values['mfu']:.1f}%")
+                    sums, n_sum = {}, 0
+                    t_last = time.perf_counter()
+                busy = False
+                if self.step % t.sample_every == 0:
+                    self.sample_grid(tb); busy = True
+                if self.step % t.ckpt_every == 0:
+                    self.checkpoint(); busy = True
+                if busy:  # sampling and checkpoint time does not count against images/s
+                    t_last = time.perf_counter()
+        finally:
+            bar.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        if self.step % t.sample_every:
+            self.sample_grid(tb)
+        if not list_checkpoints(self.run_dir / "checkpoints") or self.step % t.ckpt_every:
+            self.checkpoint()
+        tb.close()
+        if self._stop_signal is not None:
+            print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
+                  f"continue with: gankit train --resume {self.run_dir}")
+        last.update(flops_per_step=flops, peak_flops=peak, peak_source=peak_how)
+        return last
