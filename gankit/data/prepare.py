@@ -69,9 +69,10 @@ def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
         im = im.convert("RGB")
         f = im.size[0] / w  # the draft scale
         cw, ch = im.size
-        s = side * f
-        left, top = (cw - s) / 2, (ch - s) / 2
-        im = im.resize((res, res), Image.LANCZOS, box=(left, top, left + s, top + s))
+        s = max(1, round(side * f))
+        left, top = (cw - s) // 2, (ch - s) // 2
+        # crop first, then resize: the filter must not reach pixels outside the crop
+        im = im.crop((left, top, left + s, top + s)).resize((res, res), Image.LANCZOS)
         arr = np.asarray(im, dtype=np.uint8)
     if arr.shape != (res, res, 3):
         raise ValueError(f"decoded to shape {arr.shape}")
@@ -395,7 +396,7 @@ def prepare(source: str, paths: Iterable[str | Path], res: int, out: str | Path,
         meta = {
             "format": "gankit-prepared-1",
             "source": source,
-            "paths": [str(p) for p in paths],
+            "paths": [str(p.resolve()) for p in paths],
             "count": int(len(good)),
             "res": res,
             "crop": plan.crop,

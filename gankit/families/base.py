@@ -123,4 +123,11 @@ class Family:
             net.load_state_dict(state["nets"][k])
         for k, opt in self.opts.items():
             opt.load_state_dict(state["opts"][k])
+            # checkpoints store tensors contiguous; give each moment its parameter's memory layout
+            # (channels_last) again, as fused optimizers walk parameter and state memory in step
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    for name, value in opt.state.get(p, {}).items():
+                        if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                            opt.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
         self.load_extra_state(state.get("extra", {}))

@@ -1,0 +1,79 @@
+"""Architectures against the tables of MISSION.md 1.1 and 1.2."""
+import pytest
+import torch
+from torch import nn
+
+from gankit.config import load_preset
+from gankit.families.dcgan import Discriminator, Generator, build_networks
+
+
+def stage_shapes(net: nn.Sequential, x: torch.Tensor) -> list[tuple]:
+    shapes = []
+    for block in net:
+        x = block(x)
+        shapes.append(tuple(x.shape[1:]))
+    return shapes
+
+
+def test_conv3_64_matches_mission_table():
+    nets = build_networks(load_preset("dcgan-64"))
+    d = stage_shapes(nets["D"], torch.randn(2, 3, 64, 64))
+    assert d == [(128, 32, 32), (256, 16, 16), (512, 8, 8), (1024, 4, 4), (1,)]
+    g = stage_shapes(nets["G"], torch.randn(2, 100))
+    assert g == [(1024, 4, 4), (512, 8, 8), (256, 16, 16), (128, 32, 32), (3, 64, 64)]
+    convs = [m for m in nets["D"].modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.kernel_size == (3, 3) and c.stride == (2, 2) for c in convs)
+    assert isinstance(nets["D"][-1][-1], nn.Linear)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in nets["D"].modules()) == 4
+    assert all(m.negative_slope == 0.2 for m in nets["D"].modules() if isinstance(m, nn.LeakyReLU))
+    assert isinstance(nets["G"][-1][-1], nn.Tanh)
+
+
+def test_k4_designs_at_64_and_32():
+    d64 = stage_shapes(Discriminator(64, 64, "instance", "k4"), torch.randn(2, 3, 64, 64))
+    assert d64 == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (1,)]
+    g64 = stage_shapes(Generator(100, 64, 64, "batch", "k4"), torch.randn(2, 100))
+    assert g64 == [(512, 4, 4), (256, 8, 8), (128, 16, 16), (64, 32, 32), (3, 64, 64)]
+    d32 = stage_shapes(Discriminator(32, 64, "instance", "k4"), torch.randn(2, 3, 32, 32))
+    assert d32 == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (1,)]
+    g32 = stage_shapes(Generator(128, 32, 64, "batch", "k4"), torch.randn(2, 128))
+    assert g32 == [(256, 4, 4), (128, 8, 8), (64, 16, 16), (3, 32, 32)]
+    # 4 transposed convs at 32 px, the first from 1x1 to 4x4
+    tconvs = [m for m in Generator(128, 32, 64, "batch", "k4").modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(tconvs) == 4 and tconvs[0].kernel_size == (4, 4) and tconvs[0].stride == (1, 1)
+
+
+def test_conv3_32():
+    nets = build_networks(load_preset("dcgan-32"))
+    assert stage_shapes(nets["D"], torch.randn(2, 3, 32, 32)) == [(128, 16, 16), (256, 8, 8), (512, 4, 4), (1,)]
+    assert stage_shapes(nets["G"], torch.randn(2, 100))[-1] == (3, 32, 32)
+
+
+@pytest.mark.parametrize("preset,norm", [("wgan-gp-64", nn.GroupNorm), ("wgan-64", nn.GroupNorm),
+                                         ("wgan-gp-32", nn.InstanceNorm2d), ("wgan-32", nn.InstanceNorm2d)])
+def test_wgan_critics_have_no_batchnorm(preset, norm):
+    cfg = load_preset(preset)
+    d = build_networks(cfg)["D"]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert any(isinstance(m, norm) for m in d.modules())
+    assert cfg.model.z_dim == 128
+
+
+def test_dcgan_init_is_normal_002():
+    torch.manual_seed(0)
+    g = Generator(100, 64, 128, "batch", "conv3")
+    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.mean().item()) < 1e-3 and abs(w.std().item() - 0.02) < 1e-3
+
+
+def test_preset_hyperparameters():
+    d = load_preset("dcgan-64")
+    assert (d.train.batch, d.optim.name, d.optim.lr_d, d.optim.beta1, d.optim.beta2, d.model.z_dim) == \
+        (128, "adam", 2e-4, 0.5, 0.999, 100)
+    gp = load_preset("wgan-gp-64")
+    assert (gp.gan.gp_lambda, gp.gan.n_critic, gp.optim.lr_d, gp.optim.beta1, gp.optim.beta2, gp.train.batch) == \
+        (10.0, 5, 1e-4, 0.0, 0.9, 128)
+    w = load_preset("wgan-64")
+    assert (w.gan.clip, w.optim.name, w.optim.lr_d, w.gan.n_critic) == (0.01, "rmsprop", 5e-5, 5)
+    cpu = load_preset("wgan-gp-64-cpu")
+    assert cpu.gan == gp.gan and cpu.optim == gp.optim and cpu.model.width < gp.model.width
