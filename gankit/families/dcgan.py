@@ -29,6 +29,7 @@ from torch import nn
 
 from ..config import Config
 from .base import Family
+from .layers import Conv2d, ConvTranspose2d
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -72,14 +73,14 @@ class Discriminator(nn.Sequential):
             # the DCGAN paper leaves D's input layer without BatchNorm in the k4 design
             skip_norm = arch == "k4" and i == 0 and norm == "batch"
             layers.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, k, stride=2, padding=1, bias=norm == "none" or skip_norm),
+                Conv2d(c_in, c_out, k, stride=2, padding=1, bias=norm == "none" or skip_norm),
                 nn.Identity() if skip_norm else norm_layer(norm, c_out),
                 nn.LeakyReLU(0.2, inplace=True)))
             c_in = c_out
         if arch == "conv3":
             layers.append(nn.Sequential(nn.Flatten(), nn.Linear(c_in * 4 * 4, 1)))
         else:
-            layers.append(nn.Sequential(nn.Conv2d(c_in, 1, 4, stride=1, padding=0), nn.Flatten()))
+            layers.append(nn.Sequential(Conv2d(c_in, 1, 4, stride=1, padding=0), nn.Flatten()))
         super().__init__(*layers)
         dcgan_init(self)
 
@@ -95,12 +96,12 @@ class Generator(nn.Sequential):
             layers: list[nn.Module] = [nn.Sequential(
                 nn.Linear(z_dim, top * 4 * 4, bias=norm != "batch"), nn.Unflatten(1, (top, 4, 4)),
                 bn(top), nn.ReLU(inplace=True))]
-            up = lambda ci, co, b: nn.ConvTranspose2d(ci, co, 3, stride=2, padding=1, output_padding=1, bias=b)
+            up = lambda ci, co, b: ConvTranspose2d(ci, co, 3, stride=2, padding=1, output_padding=1, bias=b)
         else:
             layers = [nn.Sequential(
-                nn.Unflatten(1, (z_dim, 1, 1)), nn.ConvTranspose2d(z_dim, top, 4, 1, 0, bias=norm != "batch"),
+                nn.Unflatten(1, (z_dim, 1, 1)), ConvTranspose2d(z_dim, top, 4, 1, 0, bias=norm != "batch"),
                 bn(top), nn.ReLU(inplace=True))]
-            up = lambda ci, co, b: nn.ConvTranspose2d(ci, co, 4, stride=2, padding=1, bias=b)
+            up = lambda ci, co, b: ConvTranspose2d(ci, co, 4, stride=2, padding=1, bias=b)
         c = top
         for _ in range(n - 1):
             layers.append(nn.Sequential(up(c, c // 2, norm != "batch"), bn(c // 2), nn.ReLU(inplace=True)))
