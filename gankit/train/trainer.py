@@ -159,12 +159,14 @@ class Trainer:
 
     # --- outputs --------------------------------------------------------------------------------------
     def sample_grid(self, tb: TensorBoard | None = None) -> Path:
+        """Grid of the fixed codes: PNG (small images enlarged to 64 px for viewing) and TensorBoard."""
         images = to_uint8(self.family.generate(self.fixed_z))
-        g = grid(images)
+        k = max(1, 64 // images.shape[1])
+        g = grid(images.repeat(k, axis=1).repeat(k, axis=2))
         path = save_png(g, self.run_dir / "samples" / f"step-{self.step:08d}.png")
         save_png(g, self.run_dir / "samples" / "latest.png")
         if tb:
-            tb.image("samples", self.step, g)
+            tb.image("samples", self.step, grid(images))
         return path
 
     def plot(self) -> list[Path]:
