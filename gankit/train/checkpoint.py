@@ -92,6 +92,14 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, info: dict, k
     return directory / f"{stem}.json"
 
 
+def remove_stale_temporaries(directory: str | Path) -> int:
+    """Delete temporary files a killed writer left behind; returns how many."""
+    stale = list(Path(directory).glob(".ckpt-*.tmp-*")) if Path(directory).is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Complete checkpoints (their JSON files), oldest first."""
     directory = Path(directory)

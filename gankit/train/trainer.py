@@ -24,7 +24,7 @@ from ..data.augment import augment
 from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
-from .checkpoint import list_checkpoints, load_latest, save_checkpoint
+from .checkpoint import list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint
 from .monitor import MetricsLog, TensorBoard, plot_metrics
 from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
 
@@ -125,6 +125,7 @@ class Trainer:
             raise GankitError(f"--resume {run_dir}: not a gankit run folder ({e})") from None
         cfg = apply_overrides(cfg, overrides or [])
         trainer = cls(cfg, run_dir, data or info["data"], progress)
+        remove_stale_temporaries(run_dir / "checkpoints")
         loaded = load_latest(run_dir / "checkpoints")
         if loaded is None:
             raise GankitError(f"--resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
