@@ -66,6 +66,68 @@ def cmd_presets(args) -> None:
             print(f"{'':22s} {preset_description(name)}")
 
 
+def _print_result(result: dict, as_json: bool, label: str) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        extra = f" +- {result['std']:.4g}" if "std" in result else ""
+        print(f"{label} {result['value']:.4f}{extra}  ({', '.join(f'{k}={v}' for k, v in result.items() if k not in ('value', 'std'))})")
+
+
+def cmd_fid(args) -> None:
+    from .metrics.registry import compare_sets, load_features
+    feats = load_features("inception" if not args.features else _featnet_name(args.features),
+                          args.fid_weights, args.features)
+    kind = "kernel" if args.kid else "frechet"
+    result = compare_sets(args.a, args.b, feats, kind, limit=args.limit, bf16=args.bf16)
+    label = ("KID" if args.kid else "FID") if feats.name == "inception" else ("KD" if args.kid else "FD") + f"[{feats.name}]"
+    _print_result(result, args.json, label)
+
+
+def _featnet_name(path: str) -> str:
+    from .metrics.featnet import load_feature_net
+    return load_feature_net(path)[1]["name"]
+
+
+def cmd_eval(args) -> None:
+    from .metrics.registry import evaluate_generator
+    from .sample import load_run
+    from .train.monitor import MetricsLog
+    family, record = load_run(args.run)
+    gen = torch_generator(args.seed)
+    result = evaluate_generator(args.metric, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
+                                args.fid_weights, args.features, args.bf16)
+    result = {"step": record["step"], **result}
+    MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
+    _print_result(result, args.json, args.metric)
+
+
+def torch_generator(seed: int):
+    import torch
+    return torch.Generator().manual_seed(seed)
+
+
+def cmd_train_features(args) -> None:
+    from .metrics.featnet import train_feature_net
+    r = train_feature_net(args.data, args.out, epochs=args.epochs, batch=args.batch, progress=not args.quiet)
+    print(f"feature network {r['name']}: held-out accuracy {r['heldout_accuracy']:.4f} "
+          f"(majority baseline {r['majority_baseline']:.4f}) on {r['heldout_images']} images ({r['split']}), "
+          f"{r['seconds']:.0f} s; saved to {Path(args.out) if args.out else Path(args.data) / 'features'}")
+
+
+def cmd_fid_check(args) -> None:
+    import warnings
+    from .metrics.fidcheck import check_kit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = check_kit(args.kit, bf16=args.bf16)
+    print(json.dumps(r))
+    ok = r["pool3_rel_err"] < 1e-4 and r["fid_rel_err"] < 1e-6
+    print("match" if ok else "MISMATCH")
+    if not ok and not args.bf16:
+        raise GankitError("features or FID differ from pytorch-fid beyond 1e-4 / 1e-6 relative")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gankit", description="Train, evaluate and explore image generators.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -98,6 +160,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
+
+    def metric_options(s):
+        s.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (or $GANKIT_FID_WEIGHTS)")
+        s.add_argument("--features", help="a gankit feature network folder (from train-features) instead of Inception")
+        s.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction (faster, not exact)")
+        s.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+    s = sub.add_parser("fid", help="FID (or KID) between two image sets: folders, prepared datasets or .npz")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--kid", action="store_true", help="kernel distance instead of Frechet")
+    s.add_argument("--limit", type=int, help="at most N images of each set (cached for prepared datasets)")
+    metric_options(s)
+    s.set_defaults(func=cmd_fid)
+
+    s = sub.add_parser("eval", help="a named metric of a run's generator against a reference set")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--metric", required=True, help="fid10k, fid50k, kid10k, fd-<net>10k, kd-<net>10k")
+    s.add_argument("--ref", required=True, help="reference set (a prepared dataset caches its statistics)")
+    s.add_argument("--seed", type=int, default=0)
+    metric_options(s)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("train-features", help="train gankit's feature network on a labelled prepared dataset")
+    s.add_argument("data", help="prepared dataset with attributes or class labels")
+    s.add_argument("--out", help="output folder (default DATA/features)")
+    s.add_argument("--epochs", type=int, default=6)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train_features)
+
+    s = sub.add_parser("fid-check", help="compare gankit's FID network with pytorch-fid on an equivalence kit")
+    s.add_argument("kit", help="folder with keys.json, images.npz, expected.npz")
+    s.add_argument("--bf16", action="store_true", help="measure the bf16 difference instead")
+    s.set_defaults(func=cmd_fid_check)
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

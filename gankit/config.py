@@ -65,6 +65,10 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_ckpts: int = 3
     grid: int = 64  # images in each sample grid
+    metric: str = ""  # e.g. fd-celeba-attr10k or fid10k, computed every metric_every steps; "" = off
+    metric_every: int = 2000
+    metric_ref: str = ""  # reference set for the metric (a prepared dataset caches its statistics)
+    metric_features: str = ""  # feature network folder for fd-/kd- metrics (default: METRIC_REF/features)
 
 
 @dataclass
@@ -115,6 +119,13 @@ class Config:
                            ("train.keep_ckpts", t.keep_ckpts), ("train.grid", t.grid)):
             if value < 1:
                 raise GankitError(f"config: {key} must be >= 1, got {value}")
+        if t.metric:
+            from .metrics.registry import parse_metric
+            parse_metric(t.metric)
+            if not t.metric_ref:
+                raise GankitError("config: train.metric needs train.metric_ref (a reference image set)")
+            if t.metric_every < 1:
+                raise GankitError(f"config: train.metric_every must be >= 1, got {t.metric_every}")
         if t.steps < 0:
             raise GankitError(f"config: train.steps must be >= 0, got {t.steps}")
         for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):

@@ -32,7 +32,7 @@ class PreparedDataset:
         if in_memory is None:
             in_memory = self.images.nbytes < 4 << 30
         if in_memory:
-            self.images = np.ascontiguousarray(self.images)
+            self.images = np.array(self.images)  # a writable in-memory copy
         self.attrs = self._optional("attrs.npy")
         self.labels = self._optional("labels.npy")
         self.partition = self._optional("partition.npy")

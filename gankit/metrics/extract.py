@@ -22,7 +22,7 @@ def extract_features(net: nn.Module, batches: Iterable[np.ndarray], device: str 
         net = net.to(memory_format=torch.channels_last)
     out = []
     for u8 in batches:
-        x = torch.from_numpy(np.ascontiguousarray(u8)).to(device).permute(0, 3, 1, 2).float().div_(255)
+        x = torch.from_numpy(np.array(u8, copy=True)).to(device).permute(0, 3, 1, 2).float().div_(255)
         x = x if channels_last else x.contiguous()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             f = net(x)

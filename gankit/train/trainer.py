@@ -96,6 +96,8 @@ class Trainer:
         self.step = 0
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self._stop_signal: int | None = None
+        self.best: float | None = None  # best value of train.metric so far (lower is better)
+        self._features = None  # the metric's feature network, loaded once
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -143,12 +145,13 @@ class Trainer:
     # --- state ----------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"family": self.family.state_dict(), "gen": self.gen.get_state(),
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), "best_metric": self.best}
 
     def load_state(self, state: dict, step: int) -> None:
         self.family.load_state_dict(state["family"])
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
+        self.best = state.get("best_metric")
         self.step = step
 
     def checkpoint(self) -> Path:
@@ -171,8 +174,29 @@ class Trainer:
         return path
 
     def plot(self) -> list[Path]:
-        return plot_metrics(self.metrics.read(), self.family.plots, self.run_dir / "plots",
+        groups = dict(self.family.plots, **({"metric": [self.cfg.train.metric]} if self.cfg.train.metric else {}))
+        return plot_metrics(self.metrics.read(), groups, self.run_dir / "plots",
                             title=f"{self.cfg.preset} on {self.dataset.name}")
+
+    def evaluate(self, tb: TensorBoard | None = None) -> dict:
+        """train.metric of the current generator; keeps checkpoints/best when it improves."""
+        from ..metrics.registry import evaluate_generator, load_features, parse_metric
+        t = self.cfg.train
+        if self._features is None:
+            self._features = load_features(parse_metric(t.metric), None, t.metric_features or None, t.metric_ref)
+        gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # never the training generator
+        result = evaluate_generator(t.metric, lambda n: self.family.generate(self.family.sample_z(n, gen)),
+                                    t.metric_ref, feats=self._features)
+        value = result["value"]
+        if self.best is None or value < self.best:
+            self.best = value
+            save_checkpoint(self.run_dir / "checkpoints" / "best", self.step, self.state(),
+                            {"config": self.cfg.to_dict(), "metric": t.metric, "value": value}, keep=1)
+        record = {"step": self.step, t.metric: value, "best_" + t.metric: self.best}
+        self.metrics.append(record)
+        if tb:
+            tb.scalars(self.step, {t.metric: value})
+        return record
 
     # --- the loop -------------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -226,6 +250,8 @@ class Trainer:
                 busy = False
                 if self.step % t.sample_every == 0:
                     self.sample_grid(tb); busy = True
+                if t.metric and self.step % t.metric_every == 0:
+                    self.evaluate(tb); busy = True
                 if self.step % t.ckpt_every == 0:
                     self.checkpoint(); busy = True
                 if busy:  # sampling and checkpoint time does not count against images/s
