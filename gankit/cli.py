@@ -94,12 +94,13 @@ def cmd_eval(args) -> None:
     from .sample import load_run
     from .train.monitor import MetricsLog
     family, record = load_run(args.run)
-    gen = torch_generator(args.seed)
-    result = evaluate_generator(args.metric, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
-                                args.fid_weights, args.features, args.bf16)
-    result = {"step": record["step"], **result}
-    MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
-    _print_result(result, args.json, args.metric)
+    for metric in args.metric:  # each metric sees the same generated images (same seed)
+        gen = torch_generator(args.seed)
+        result = evaluate_generator(metric, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
+                                    args.fid_weights, args.features, args.bf16)
+        result = {"step": record["step"], **result}
+        MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
+        _print_result(result, args.json, metric)
 
 
 def torch_generator(seed: int):
@@ -177,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="a named metric of a run's generator against a reference set")
     s.add_argument("run", help="run folder")
-    s.add_argument("--metric", required=True, help="fid10k, fid50k, kid10k, fd-<net>10k, kd-<net>10k")
+    s.add_argument("--metric", required=True, action="append",
+                   help="fid10k, fid50k, kid10k, fd-<net>10k, kd-<net>10k; repeat to report several side by side")
     s.add_argument("--ref", required=True, help="reference set (a prepared dataset caches its statistics)")
     s.add_argument("--seed", type=int, default=0)
     metric_options(s)
