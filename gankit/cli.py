@@ -75,18 +75,12 @@ def _print_result(result: dict, as_json: bool, label: str) -> None:
 
 
 def cmd_fid(args) -> None:
-    from .metrics.registry import compare_sets, load_features
-    feats = load_features("inception" if not args.features else _featnet_name(args.features),
-                          args.fid_weights, args.features)
+    from .metrics.registry import compare_sets, feature_net_at, load_features
+    feats = feature_net_at(args.features) if args.features else load_features("inception", args.fid_weights)
     kind = "kernel" if args.kid else "frechet"
     result = compare_sets(args.a, args.b, feats, kind, limit=args.limit, bf16=args.bf16)
     label = ("KID" if args.kid else "FID") if feats.name == "inception" else ("KD" if args.kid else "FD") + f"[{feats.name}]"
     _print_result(result, args.json, label)
-
-
-def _featnet_name(path: str) -> str:
-    from .metrics.featnet import load_feature_net
-    return load_feature_net(path)[1]["name"]
 
 
 def cmd_eval(args) -> None:

@@ -86,3 +86,27 @@ def test_kid_near_zero_for_one_distribution_and_rises_with_shift():
     shifted, _ = kernel_distance(a, b + 0.5, subsets=20, subset_size=200)
     far, _ = kernel_distance(a, b + 1.0, subsets=20, subset_size=200)
     assert abs(same) < 0.05 * shifted and shifted > 0.1 and far > shifted
+
+
+@pytest.mark.skipif(not (KIT / "keys.json").exists(), reason=f"FID check kit not found at {KIT} (set GANKIT_FID_KIT)")
+def test_fid_cli_with_a_weights_file_reproduces_pytorch_fid(tmp_path, capsys):
+    """`gankit fid a b --fid-weights FILE`: a .pth read from disk, two .npz sets, pytorch-fid's number."""
+    import json
+
+    import torch
+
+    from gankit.cli import main
+    from gankit.metrics.fidcheck import recipe_state_dict
+    spec = json.loads((KIT / "keys.json").read_text())
+    torch.save(recipe_state_dict(spec["keys"], spec["seed"]), tmp_path / "w.pth")
+    images = np.load(KIT / "images.npz")["images"]
+    np.savez(tmp_path / "a.npz", images=images[:24])
+    np.savez(tmp_path / "b.npz", images=images[24:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--fid-weights",
+                     str(tmp_path / "w.pth"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = float(np.load(KIT / "expected.npz")["fid_first24_vs_last24"])
+    assert result["value"] == pytest.approx(expected, rel=1e-6)
+    assert result["n_a"] == result["n_b"] == 24

@@ -152,3 +152,11 @@ def test_sigkill_then_resume(toy32, tmp_path):
     t.run()
     assert read_checkpoint(list_checkpoints(run / "checkpoints")[-1])[1]["step"] == newest + 3
     assert not list((run / "checkpoints").glob(".*tmp*"))
+
+
+def test_resume_with_a_changed_model_is_a_clear_error(toy32, tmp_path, capsys):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=2"), str(toy32), tmp_path, progress=False)
+    t.run()
+    assert main(["train", "--resume", str(t.run_dir), "--set", "model.width=16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not fit this config" in err and "\n" not in err

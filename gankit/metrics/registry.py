@@ -58,13 +58,19 @@ def load_features(spec: MetricSpec | str, fid_weights: str | None = None, featur
         from .inception import find_fid_weights, load_fid_inception
         path = find_fid_weights(fid_weights)
         return Features(load_fid_inception(path), f"inception-{path.stat().st_size}", "inception")
-    from .featnet import feature_net_id, load_feature_net
     location = features or (str(Path(ref) / "features") if ref else None)
     if location is None:
         raise GankitError(f"metric needs the feature network {net_name!r}: pass --features DIR")
+    feats = feature_net_at(location)
+    if net_name is not None and feats.name != net_name:
+        raise GankitError(f"--features {location} holds {feats.name!r}, but the metric asks for {net_name!r}")
+    return feats
+
+
+def feature_net_at(location: str | Path) -> Features:
+    """A gankit feature network folder as a metric's feature space."""
+    from .featnet import feature_net_id, load_feature_net
     net, report = load_feature_net(location)
-    if report["name"] != net_name:
-        raise GankitError(f"--features {location} holds {report['name']!r}, but the metric asks for {net_name!r}")
     return Features(net, feature_net_id(report), report["name"])
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,7 +149,11 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "best_metric": self.best}
 
     def load_state(self, state: dict, step: int) -> None:
-        self.family.load_state_dict(state["family"])
+        try:
+            self.family.load_state_dict(state["family"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise GankitError(f"checkpoint at step {step} does not fit this config "
+                              f"({str(e).splitlines()[0][:160]}); was a model option changed on resume?") from None
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         self.best = state.get("best_metric")
@@ -208,7 +213,8 @@ class Trainer:
         tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None)
         flops = step_flops(self.family, t.batch, self.cfg.model.res)
         peak, peak_how = peak_flops(self.device, self.precision or torch.float32)
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+                        if threading.current_thread() is threading.main_thread() else {})
         augmenting = self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv
         bar = tqdm(total=t.steps, initial=self.step, desc=f"{self.cfg.preset}", unit="step",
                    disable=not self.progress, dynamic_ncols=True, mininterval=1.0)
