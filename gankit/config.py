@@ -16,9 +16,9 @@ from .errors import GankitError
 
 @dataclass
 class ModelConfig:
-    family: str = "dcgan"  # dcgan | wgan
+    family: str = "dcgan"  # dcgan | wgan | began
     arch: str = "conv3"  # conv3 (3x3 kernels, MISSION table) | k4 (4x4 kernels, DCGAN paper)
-    res: int = 64  # 32 or 64
+    res: int = 64  # 32 or 64 (BEGAN: also 128)
     z_dim: int = 100
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
     d_norm: str = "batch"  # batch | layer | instance | none
@@ -32,6 +32,8 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    lr_decay: float = 1.0  # multiply every learning rate by this every lr_decay_every steps (1 = off)
+    lr_decay_every: int = 100_000
 
 
 @dataclass
@@ -39,6 +41,8 @@ class GanConfig:
     n_critic: int = 1  # critic (D) updates per generator update
     clip: float = 0.0  # WGAN weight clipping c; 0 = off
     gp_lambda: float = 0.0  # WGAN-GP penalty weight; 0 = off
+    gamma: float = 0.5  # BEGAN diversity ratio: lower = sharper, less diverse
+    lambda_k: float = 0.001  # BEGAN k_t learning rate
 
 
 @dataclass
@@ -108,7 +112,7 @@ class Config:
         m, o, g, t = self.model, self.optim, self.gan, self.train
         _choice("model.family", m.family, FAMILIES)
         _choice("model.arch", m.arch, ("conv3", "k4"))
-        _choice("model.res", m.res, (32, 64))
+        _choice("model.res", m.res, (32, 64, 128) if m.family == "began" else (32, 64))
         _choice("model.d_norm", m.d_norm, ("batch", "layer", "instance", "none"))
         _choice("model.g_norm", m.g_norm, ("batch", "none"))
         _choice("optim.name", o.name, ("adam", "rmsprop"))
@@ -131,6 +135,10 @@ class Config:
         for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):
             if not value > 0:
                 raise GankitError(f"config: {key} must be > 0, got {value}")
+        if not 0 <= g.gamma <= 1:
+            raise GankitError(f"config: gan.gamma must be in [0, 1], got {g.gamma}")
+        if not 0 < o.lr_decay <= 1 or o.lr_decay_every < 1:
+            raise GankitError("config: optim.lr_decay must be in (0, 1] and optim.lr_decay_every >= 1")
         if g.clip < 0 or g.gp_lambda < 0:
             raise GankitError("config: gan.clip and gan.gp_lambda must be >= 0")
         if m.family == "wgan" and m.d_norm == "batch" and g.gp_lambda > 0:
@@ -138,7 +146,7 @@ class Config:
                               "(the penalty is per sample); use layer or instance")
 
 
-FAMILIES = ("dcgan", "wgan")
+FAMILIES = ("dcgan", "wgan", "began")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -181,6 +189,14 @@ _PRESETS: dict[str, tuple[str, dict]] = {
                         train=dict(batch=64),
                         optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
                         gan=dict(n_critic=5, gp_lambda=10.0))),
+    "began-64": ("BEGAN (MISSION 1.3), 64 px, n=128, Z=64, gamma 0.5, lambda_k 0.001, batch 48, Adam 1e-4 (0.5, 0.999)",
+                 dict(model=dict(family="began", res=64, z_dim=64, width=128),
+                      optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
+                      gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48))),
+    "began-128": ("BEGAN at 128 px (one more stage), n=128, Z=64, batch 48, Adam 1e-4 (0.5, 0.999)",
+                  dict(model=dict(family="began", res=128, z_dim=64, width=128),
+                       optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
+                       gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48))),
 }
 
 # Flowers: the same models with every augmentation on (MISSION 2: flips, 90-degree turns, HSV).

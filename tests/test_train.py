@@ -28,11 +28,15 @@ def assert_same_state(a, b):
                 assert torch.equal(v, b["opts"][opt]["state"][pid][k]), f"optimizer {opt} {pid}.{k} differs"
 
 
-@pytest.mark.parametrize("preset", ["dcgan-32-cpu", "wgan-gp-32-cpu"])
-def test_resume_is_exact_in_fp32(preset, toy32, tmp_path):
-    straight = Trainer.new(tiny(preset, "train.steps=6", "train.ckpt_every=3"), str(toy32), tmp_path, progress=False)
+@pytest.mark.parametrize("preset,extra", [("dcgan-32-cpu", []), ("wgan-gp-32-cpu", []),
+                                          ("began-64-cpu", ["model.res=32", "optim.lr_decay=0.5",
+                                                            "optim.lr_decay_every=2"])])
+def test_resume_is_exact_in_fp32(preset, extra, toy32, tmp_path):
+    straight = Trainer.new(tiny(preset, "train.steps=6", "train.ckpt_every=3", *extra), str(toy32), tmp_path,
+                           progress=False)
     straight.run()
-    half = Trainer.new(tiny(preset, "train.steps=3", "train.ckpt_every=3"), str(toy32), tmp_path, progress=False)
+    half = Trainer.new(tiny(preset, "train.steps=3", "train.ckpt_every=3", *extra), str(toy32), tmp_path,
+                       progress=False)
     half.run()
     resumed = Trainer.resume(half.run_dir, ["train.steps=6"], progress=False)
     assert resumed.step == 3
@@ -41,10 +45,13 @@ def test_resume_is_exact_in_fp32(preset, toy32, tmp_path):
     b, step_b = weights(half.run_dir)
     assert step_a == step_b == 6
     assert_same_state(a, b)
+    for k, v in a["extra"].items():  # BEGAN's k_t
+        assert torch.equal(v, b["extra"][k])
     # the metrics log holds each step once; steps logged over the same window agree exactly
-    ra = {r["step"]: r["loss_D"] for r in map(json.loads, (straight.run_dir / "metrics.jsonl").read_text().splitlines())}
+    loss = next(iter(straight.family.plots.values()))[0]  # loss_D, or L_real for BEGAN
+    ra = {r["step"]: r[loss] for r in map(json.loads, (straight.run_dir / "metrics.jsonl").read_text().splitlines())}
     steps_b = [json.loads(line)["step"] for line in (half.run_dir / "metrics.jsonl").read_text().splitlines()]
-    rb = {r["step"]: r["loss_D"] for r in map(json.loads, (half.run_dir / "metrics.jsonl").read_text().splitlines())}
+    rb = {r["step"]: r[loss] for r in map(json.loads, (half.run_dir / "metrics.jsonl").read_text().splitlines())}
     assert steps_b == sorted(set(steps_b)) == [2, 3, 4, 6]
     assert ra[2] == rb[2] and ra[6] == rb[6]
 
@@ -160,3 +167,11 @@ def test_resume_with_a_changed_model_is_a_clear_error(toy32, tmp_path, capsys):
     assert main(["train", "--resume", str(t.run_dir), "--set", "model.width=16"]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not fit this config" in err and "\n" not in err
+
+
+def test_learning_rate_decay_schedule(toy32, tmp_path):
+    cfg = tiny("began-64-cpu", "model.res=32", "train.steps=5", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
+    t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
+    t.run()  # decays before steps 2 and 4: two halvings
+    for name, opt in t.family.opts.items():
+        assert opt.param_groups[0]["lr"] == pytest.approx(t.family.base_lr[name] * 0.25)

@@ -5,10 +5,11 @@ import torch
 
 from ..config import Config
 from .base import Family
+from .began import BEGAN
 from .dcgan import DCGAN
 from .wgan import WGAN
 
-REGISTRY: dict[str, type[Family]] = {"dcgan": DCGAN, "wgan": WGAN}
+REGISTRY: dict[str, type[Family]] = {"dcgan": DCGAN, "wgan": WGAN, "began": BEGAN}
 
 
 def build_family(cfg: Config, device: torch.device, precision: torch.dtype | None) -> Family:

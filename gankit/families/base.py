@@ -20,6 +20,8 @@ class Family:
     name = "family"
     # which metrics the trainer plots together: {plot file stem: [metric names]}
     plots: dict[str, list[str]] = {"losses": ["loss_D", "loss_G"]}
+    # the metric plotted with sample thumbnails at several stages (as in the BEGAN paper), if any
+    convergence: str | None = None
     # nets that torch.compile must leave alone (double backward is not supported by compiled graphs)
     no_compile: tuple[str, ...] = ()
 
@@ -50,13 +52,20 @@ class Family:
         lrs = {"G": o.lr_g, "D": o.lr_d}
         fused = self.device.type in ("cpu", "cuda")
         out = {}
+        self.base_lr = {}
         for name, net in self.nets.items():
-            lr = lrs.get(name, o.lr_g)
+            lr = self.base_lr[name] = lrs.get(name, o.lr_g)
             if o.name == "adam":
                 out[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2), fused=fused)
             else:
                 out[name] = torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True)
         return out
+
+    def scale_lr(self, factor: float) -> None:
+        """Set every optimizer's learning rate to its configured value times `factor` (for decay)."""
+        for name, opt in self.opts.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lr[name] * factor
 
     def amp(self):
         """Autocast context for forward passes (bf16 where enabled, a no-op in fp32)."""

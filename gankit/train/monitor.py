@@ -111,3 +111,60 @@ def plot_metrics(records: list[dict], groups: dict[str, list[str]], out_dir: str
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+def plot_convergence(records: list[dict], name: str, samples_dir: str | Path, out: str | Path,
+                     title: str = "", thumbnails: int = 5, thumb_images: int = 2) -> Path:
+    """The convergence measure over training with sample thumbnails of several stages inset above
+    the curve (the figure of the BEGAN paper). Thumbnails are the top-left thumb_images^2 samples of
+    the saved grids closest to evenly spaced steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from PIL import Image
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pts = sorted({r["step"]: r[name] for r in records if isinstance(r.get(name), (int, float))}.items())
+    fig, ax = plt.subplots(figsize=(10, 5))
+    if pts:
+        x, y = np.array(pts, dtype=float).T
+        ax.plot(x, y, alpha=0.3, linewidth=0.8)
+        ax.plot(x, _smooth(y), linewidth=2, label=name)
+        top = float(np.percentile(y, 99)) if len(y) > 10 else float(y.max())
+        ax.set_ylim(0, top * 1.9)  # room above the curve for the thumbnails
+        grids = sorted(Path(samples_dir).glob("step-*.png"))
+        stepped = [(int(g.stem.split("-")[1]), g) for g in grids]
+        stepped = [(s, g) for s, g in stepped if s > 0]
+        if stepped:
+            wanted = np.linspace(stepped[0][0], stepped[-1][0], min(thumbnails, len(stepped)))
+            chosen = {min(stepped, key=lambda sg: abs(sg[0] - w)) for w in wanted}
+            for s, g in sorted(chosen):
+                arr = np.asarray(Image.open(g).convert("RGB"))
+                pad = 2
+                cell = _grid_cell(arr, pad)
+                crop = arr[:pad + thumb_images * cell, :pad + thumb_images * cell]
+                box = AnnotationBbox(OffsetImage(crop, zoom=min(1.0, 110 / crop.shape[0])), (s, top * 1.45),
+                                     frameon=True, pad=0.2)
+                ax.add_artist(box)
+                ax.axvline(s, color="grey", alpha=0.25, linewidth=0.8)
+        ax.legend(loc="lower left")
+    ax.set_xlabel("step")
+    ax.set_title(f"{title} {name}".strip())
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def _grid_cell(grid_png: np.ndarray, pad: int) -> int:
+    """Side of one image plus padding in a square grid written by gankit.images.grid."""
+    side = grid_png.shape[1]
+    for n in range(1, 65):  # grids are n x n of (cell) with `pad` borders: side = n * cell + pad
+        if (side - pad) % n == 0 and (side - pad) // n - pad in (32, 64, 128):
+            return (side - pad) // n
+    return side

@@ -26,7 +26,7 @@ from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
 from .checkpoint import list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint
-from .monitor import MetricsLog, TensorBoard, plot_metrics
+from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
 from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
 
 
@@ -180,8 +180,14 @@ class Trainer:
 
     def plot(self) -> list[Path]:
         groups = dict(self.family.plots, **({"metric": [self.cfg.train.metric]} if self.cfg.train.metric else {}))
-        return plot_metrics(self.metrics.read(), groups, self.run_dir / "plots",
-                            title=f"{self.cfg.preset} on {self.dataset.name}")
+        title = f"{self.cfg.preset} on {self.dataset.name}"
+        records = self.metrics.read()
+        written = plot_metrics(records, groups, self.run_dir / "plots", title=title)
+        if self.family.convergence:
+            written.append(plot_convergence(records, self.family.convergence, self.run_dir / "samples",
+                                            self.run_dir / "plots" / f"{self.family.convergence}-thumbnails.png",
+                                            title=title))
+        return written
 
     def evaluate(self, tb: TensorBoard | None = None) -> dict:
         """train.metric of the current generator; keeps checkpoints/best when it improves."""
@@ -224,6 +230,9 @@ class Trainer:
         n_sum, t_last, last = 0, time.perf_counter(), {}
         try:
             while self.step < t.steps and self._stop_signal is None:
+                decay = self.cfg.optim
+                if decay.lr_decay < 1 and self.step % decay.lr_decay_every == 0:
+                    self.family.scale_lr(decay.lr_decay ** (self.step // decay.lr_decay_every))
                 real = to_float(self.dataset.batch(self.stream.indices(self.step)), self.device, t.channels_last)
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)

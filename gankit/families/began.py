@@ -1,0 +1,147 @@
+"""BEGAN (Berthelot, Schumm, Metz 2017), MISSION 1.3: an autoencoder discriminator and a k_t controller.
+
+    L(v)    = mean |v - D(v)|                                    (L1 per pixel)
+    L_D     = L(x) - k_t L(G(z))
+    L_G     = L(G(z))
+    k_t+1   = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1),  k_0 = 0
+    M_global = L(x) + |gamma L(x) - L(G(z))|                      (convergence measure)
+
+D and G are updated simultaneously, both from the same forward pass. z ~ U[-1, 1]^Z. No BatchNorm,
+no dropout, no transposed convolutions; ELU everywhere; the embedding h is linear.
+
+Encoder (64x64x3 in), n = width:              Decoder / generator (Z in):
+    [conv3 ELU] x3        64x64xn                 linear               8x8xn
+    conv3 s2 ELU          32x32xn                 [conv3 ELU] x3       8x8xn
+    [conv3 ELU] x2        32x32x2n                nearest up x2, [conv3 ELU] x3   16x16xn
+    conv3 s2 ELU          16x16x2n                nearest up x2, [conv3 ELU] x3   32x32xn
+    [conv3 ELU] x2        16x16x3n                nearest up x2, [conv3 ELU] x3   64x64xn
+    conv3 s2 ELU           8x8x3n                 conv3                64x64x3
+    [conv3 ELU] x2         8x8x4n
+    linear                 Z        (h)
+The 128-px variant adds one more stage to each (5n at 8x8 in the encoder).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import Config
+from .base import Family
+
+
+def conv_elu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.ELU(inplace=True))
+
+
+def _stages(res: int) -> int:
+    if res not in (32, 64, 128):
+        raise ValueError(f"BEGAN networks are built for 32, 64 or 128 px, not {res}")
+    return int(math.log2(res)) - 3  # halvings from res down to 8x8
+
+
+class Encoder(nn.Sequential):
+    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64):
+        n = _stages(res)
+        layers: list[nn.Module] = [nn.Sequential(conv_elu(3, width), conv_elu(width, width), conv_elu(width, width))]
+        c = width
+        for i in range(1, n + 1):
+            layers.append(conv_elu(c, c, stride=2))  # downsample, keeping the channels
+            layers.append(nn.Sequential(conv_elu(c, width * (i + 1)), conv_elu(width * (i + 1), width * (i + 1))))
+            c = width * (i + 1)
+        layers.append(nn.Sequential(nn.Flatten(), nn.Linear(c * 8 * 8, z_dim)))  # h: linear, no activation
+        super().__init__(*layers)
+
+
+class Decoder(nn.Sequential):
+    """Also the generator: the same architecture, other weights."""
+
+    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64):
+        n = _stages(res)
+        block = lambda: nn.Sequential(conv_elu(width, width), conv_elu(width, width), conv_elu(width, width))
+        layers: list[nn.Module] = [nn.Sequential(nn.Linear(z_dim, width * 8 * 8), nn.Unflatten(1, (width, 8, 8))),
+                                   block()]
+        for _ in range(n):
+            layers.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), block()))
+        layers.append(nn.Conv2d(width, 3, 3, 1, 1))
+        super().__init__(*layers)
+
+
+class AutoencoderD(nn.Module):
+    """BEGAN's discriminator: D(v) = decoder(encoder(v)), an image of the same size."""
+
+    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64):
+        super().__init__()
+        self.encoder = Encoder(res, width, z_dim)
+        self.decoder = Decoder(res, width, z_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def l1(v: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """L(v) = mean |v - D(v)| over pixels and batch, in fp32."""
+    return (v.float() - recon.float()).abs().mean()
+
+
+def update_k(k: torch.Tensor, loss_real: torch.Tensor, loss_fake: torch.Tensor, gamma: float,
+             lambda_k: float) -> torch.Tensor:
+    """k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1)."""
+    return (k + lambda_k * (gamma * loss_real - loss_fake)).clamp(0.0, 1.0)
+
+
+def m_global(loss_real: torch.Tensor, loss_fake: torch.Tensor, gamma: float) -> torch.Tensor:
+    """M_global = L(x) + |gamma L(x) - L(G(z))|."""
+    return loss_real + (gamma * loss_real - loss_fake).abs()
+
+
+class BEGAN(Family):
+    name = "began"
+    plots = {"losses": ["L_real", "L_fake"], "k_t": ["k_t"], "convergence": ["M_global"]}
+    convergence = "M_global"
+
+    def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
+        super().__init__(cfg, device, precision)
+        m = cfg.model
+        self.nets = {"G": Decoder(m.res, m.width, m.z_dim), "D": AutoencoderD(m.res, m.width, m.z_dim)}
+        self.k = torch.zeros((), device=device)
+        self.finish_setup()
+
+    def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.rand(n, self.cfg.model.z_dim, generator=gen, device=self.device) * 2 - 1
+
+    def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        G, D = self.fast["G"], self.fast["D"]
+        g = self.cfg.gan
+        z = self.sample_z(real.shape[0], gen)
+        with self.amp():
+            fake = G(z)
+            recon_real, recon_fake = D(real), D(fake)
+        loss_real, loss_fake = l1(real, recon_real), l1(fake, recon_fake)
+        # simultaneous updates from one forward pass: D's gradient of L_D, G's gradient of L_G
+        d_params = [p for p in self.nets["D"].parameters()]
+        g_params = [p for p in self.nets["G"].parameters()]
+        grads_d = torch.autograd.grad(loss_real - self.k * loss_fake, d_params, retain_graph=True)
+        grads_g = torch.autograd.grad(loss_fake, g_params)
+        for params, grads, opt in ((d_params, grads_d, self.opts["D"]), (g_params, grads_g, self.opts["G"])):
+            for p, gr in zip(params, grads):
+                p.grad = gr
+            opt.step()
+        loss_real, loss_fake = loss_real.detach(), loss_fake.detach()
+        self.k = update_k(self.k, loss_real, loss_fake, g.gamma, g.lambda_k)
+        return {"L_real": loss_real, "L_fake": loss_fake, "k_t": self.k.clone(),
+                "M_global": m_global(loss_real, loss_fake, g.gamma)}
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """D's autoencoding of real images."""
+        with self.amp():
+            return self.fast["D"](x).float()
+
+    def extra_state(self) -> dict:
+        return {"k": self.k}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "k" in state:
+            self.k = state["k"].to(self.device)

@@ -1,0 +1,55 @@
+"""BEGAN: the table of MISSION 1.3, the k_t controller and M_global on hand-computed values."""
+import torch
+from torch import nn
+
+from gankit.families.began import BEGAN, AutoencoderD, Decoder, m_global, update_k
+from tests.conftest import tiny
+from tests.test_models import stage_shapes
+
+
+def test_encoder_and_decoder_match_the_table():
+    d = AutoencoderD(64, 128, 64)
+    enc = stage_shapes(d.encoder, torch.randn(1, 3, 64, 64))
+    assert enc == [(128, 64, 64), (128, 32, 32), (256, 32, 32), (256, 16, 16), (384, 16, 16), (384, 8, 8),
+                   (512, 8, 8), (64,)]
+    assert d.encoder[-1][-1].in_features == 32768
+    dec = stage_shapes(Decoder(64, 128, 64), torch.randn(1, 64))
+    assert dec == [(128, 8, 8), (128, 8, 8), (128, 16, 16), (128, 32, 32), (128, 64, 64), (3, 64, 64)]
+    assert stage_shapes(Decoder(128, 16, 64), torch.randn(1, 64))[-1] == (3, 128, 128)
+    assert stage_shapes(AutoencoderD(128, 16, 64).encoder, torch.randn(1, 3, 128, 128))[-2] == (80, 8, 8)  # 5n
+    mods = list(d.modules()) + list(Decoder(64, 8, 64).modules())
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.ConvTranspose2d, nn.Dropout, nn.ReLU, nn.LeakyReLU)) for m in mods)
+    assert all(m.mode == "nearest" for m in mods if isinstance(m, nn.Upsample))
+    assert isinstance(d.encoder[-1][-1], nn.Linear)  # the embedding h is linear
+
+
+def test_k_update_and_clipping_by_hand():
+    t = torch.tensor
+    assert torch.isclose(update_k(t(0.5), t(0.2), t(0.05), 0.5, 0.001), t(0.5 + 0.001 * (0.1 - 0.05)))
+    assert update_k(t(0.0), t(0.1), t(5.0), 0.5, 0.001) == 0.0
+    assert update_k(t(1.0), t(9.0), t(0.0), 0.5, 0.001) == 1.0
+    assert torch.isclose(m_global(t(0.2), t(0.05), 0.5), t(0.25))
+    assert torch.isclose(m_global(t(0.2), t(0.3), 0.5), t(0.4))
+
+
+def test_step_updates_both_networks_simultaneously_and_moves_k():
+    cfg = tiny("began-64-cpu", "model.res=32")
+    fam = BEGAN(cfg, torch.device("cpu"), None)
+    assert fam.k.item() == 0.0
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in fam.nets.items()}
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    out = fam.step(x, torch.Generator().manual_seed(0))
+    for n, net in fam.nets.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[n], net.parameters())), f"{n} did not move"
+    expected_k = min(max(0.001 * (0.5 * out["L_real"].item() - out["L_fake"].item()), 0.0), 1.0)
+    assert abs(fam.k.item() - expected_k) < 1e-7
+    z = fam.sample_z(1000, torch.Generator().manual_seed(1))
+    assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.9 and z.max() > 0.9
+
+
+def test_autoencoder_loss_falls_on_a_fixed_batch():
+    cfg = tiny("began-64-cpu", "model.res=32", "optim.lr_d=1e-3")
+    fam = BEGAN(cfg, torch.device("cpu"), None)
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    losses = [fam.step(x, torch.Generator().manual_seed(i))["L_real"].item() for i in range(15)]
+    assert losses[-1] < losses[0]
