@@ -175,3 +175,30 @@ def test_learning_rate_decay_schedule(toy32, tmp_path):
     t.run()  # decays before steps 2 and 4: two halvings
     for name, opt in t.family.opts.items():
         assert opt.param_groups[0]["lr"] == pytest.approx(t.family.base_lr[name] * 0.25)
+
+
+def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):
+    from gankit.errors import GankitError
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=2"), str(toy32), tmp_path, progress=False)
+    t.run()
+    with torch.no_grad():
+        next(t.family.nets["G"].parameters()).fill_(float("nan"))
+    with pytest.raises(GankitError, match="non-finite weights in G"):
+        t.checkpoint()
+    assert [p.name for p in (t.run_dir / "checkpoints").glob("*.json")] == ["ckpt-00000002.json"]
+
+
+def test_nan_loss_stops_with_a_clear_message(toy32, tmp_path, monkeypatch):
+    from gankit.errors import GankitError
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=6", "train.log_every=2"), str(toy32), tmp_path, progress=False)
+    real_step = t.family.step
+
+    def step(real, gen):
+        out = real_step(real, gen)
+        if t.step >= 3:
+            out["loss_D"] = torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(t.family, "step", step)
+    with pytest.raises(GankitError, match="non-finite loss_D at step 4; last checkpoint: .*ckpt-00000002"):
+        t.run()

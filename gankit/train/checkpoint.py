@@ -53,6 +53,11 @@ def unflatten(skel: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skel
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace a small text file (config.json, run.json) so that a kill leaves the old or the new one."""
+    _write_atomic(Path(path), text.encode())
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import sys
 import threading
@@ -25,7 +26,8 @@ from ..data.augment import augment
 from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
-from .checkpoint import list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint
+from .checkpoint import (list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint,
+                         write_text_atomic)
 from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
 from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
 
@@ -65,7 +67,7 @@ def open_dataset(data: str, res: int) -> PreparedDataset:
 
 def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.name[:5].isdigit()]
+    numbers = [int(m[1]) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
     n = max(numbers, default=-1) + 1
     while True:
         path = root / f"{n:05d}-{preset}-{data_name}"
@@ -112,8 +114,8 @@ class Trainer:
             if not any(run_dir.iterdir()):
                 run_dir.rmdir()
             raise
-        (run_dir / "config.json").write_text(cfg.to_json())
-        (run_dir / "run.json").write_text(json.dumps(trainer.describe(), indent=2))
+        write_text_atomic(run_dir / "config.json", cfg.to_json())
+        write_text_atomic(run_dir / "run.json", json.dumps(trainer.describe(), indent=2))
         return trainer
 
     @classmethod
@@ -135,11 +137,12 @@ class Trainer:
         state, record = loaded
         trainer.load_state(state, record["step"])
         trainer.metrics.truncate_after(trainer.step)
-        (run_dir / "config.json").write_text(cfg.to_json())
+        write_text_atomic(run_dir / "config.json", cfg.to_json())
         return trainer
 
     def describe(self) -> dict:
-        return {"data": str(self.data_arg), "dataset": self.dataset.meta.get("source"), "images": len(self.dataset),
+        data = self.data_arg if self.data_arg == BUILTIN else str(Path(self.data_arg).resolve())
+        return {"data": data, "dataset": self.dataset.meta.get("source"), "images": len(self.dataset),
                 "device": str(self.device), "precision": "bf16" if self.precision else "fp32",
                 "gankit": __version__, "torch": torch.__version__}
 
@@ -160,6 +163,12 @@ class Trainer:
         self.step = step
 
     def checkpoint(self) -> Path:
+        bad = [name for name, net in self.family.nets.items()
+               if not all(torch.isfinite(p).all() for p in net.parameters())]
+        if bad:  # never overwrite good checkpoints with a diverged state
+            ckpts = list_checkpoints(self.run_dir / "checkpoints")
+            raise GankitError(f"non-finite weights in {', '.join(bad)} at step {self.step}; not checkpointed; "
+                              f"last good checkpoint: {ckpts[-1] if ckpts else 'none'} (try a lower learning rate)")
         path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.state(),
                                {"config": self.cfg.to_dict(), "images_seen": self.step * self.per_step},
                                keep=self.cfg.train.keep_ckpts)
