@@ -39,8 +39,8 @@ def cmd_train(args) -> None:
             raise GankitError("train: --data is required (a `gankit prepare` folder, or `toyfaces`)")
         cfg = apply_overrides(load_preset(args.preset), args.set)
         trainer = Trainer.new(cfg, args.data, runs_root=args.runs, progress=not args.quiet)
-        print(f"run folder: {trainer.run_dir} ({trainer.describe()['device']}, "
-              f"{trainer.describe()['precision']}, {len(trainer.dataset)} images)")
+        info = trainer.describe()
+        print(f"run folder: {trainer.run_dir} ({info['device']}, {info['precision']}, {len(trainer.dataset)} images)")
     last = trainer.run()
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}))
     print(f"samples: {trainer.run_dir / 'samples' / 'latest.png'}  plots: {trainer.run_dir / 'plots'}")
@@ -50,6 +50,14 @@ def cmd_sample(args) -> None:
     from .sample import sample_grid
     path = sample_grid(args.run, args.n, args.out, seed=args.seed)
     print(f"wrote {path}")
+
+
+def cmd_reconstruct(args) -> None:
+    from .sample import reconstruct_grid
+    if bool(args.images) == bool(args.from_data):
+        raise GankitError("reconstruct: give either --images DIR or --from-data N")
+    path = reconstruct_grid(args.run, args.out, images=args.images, from_data=args.from_data, seed=args.seed)
+    print(f"wrote {path} (pairs: original, reconstruction)")
 
 
 def cmd_presets(args) -> None:
@@ -194,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kit", help="folder with keys.json, images.npz, expected.npz")
     s.add_argument("--bf16", action="store_true", help="measure the bf16 difference instead")
     s.set_defaults(func=cmd_fid_check)
+
+    s = sub.add_parser("reconstruct", help="originals beside reconstructions (VAE, VAE-GAN, BEGAN's autoencoder)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--images", help="folder of images (centre-cropped and resized to the model's size)")
+    s.add_argument("--from-data", type=int, metavar="N", help="N random images of the run's dataset (at most 64)")
+    s.add_argument("--out", default="reconstructions.png")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

@@ -16,7 +16,7 @@ from .errors import GankitError
 
 @dataclass
 class ModelConfig:
-    family: str = "dcgan"  # dcgan | wgan | began
+    family: str = "dcgan"  # dcgan | wgan | began | vae | vaegan
     arch: str = "conv3"  # conv3 (3x3 kernels, MISSION table) | k4 (4x4 kernels, DCGAN paper)
     res: int = 64  # 32 or 64 (BEGAN: also 128)
     z_dim: int = 100
@@ -43,6 +43,8 @@ class GanConfig:
     gp_lambda: float = 0.0  # WGAN-GP penalty weight; 0 = off
     gamma: float = 0.5  # BEGAN diversity ratio: lower = sharper, less diverse
     lambda_k: float = 0.001  # BEGAN k_t learning rate
+    kl_weight: float = 1.0  # VAE / VAE-GAN weight of the KL term
+    feature_layer: int = 3  # VAE-GAN: D stages whose output measures reconstruction
 
 
 @dataclass
@@ -146,7 +148,7 @@ class Config:
                               "(the penalty is per sample); use layer or instance")
 
 
-FAMILIES = ("dcgan", "wgan", "began")
+FAMILIES = ("dcgan", "wgan", "began", "vae", "vaegan")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -197,6 +199,15 @@ _PRESETS: dict[str, tuple[str, dict]] = {
                   dict(model=dict(family="began", res=128, z_dim=64, width=128),
                        optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
                        gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48))),
+    "vae-64": ("VAE, k4 encoder/decoder (DCGAN tables), 64 px, Z=128, KL weight 1, batch 64, Adam 2e-4 (0.5, 0.999)",
+               dict(model=dict(family="vae", arch="k4", res=64, z_dim=128, width=64),
+                    optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
+                    gan=dict(kl_weight=1.0), train=dict(batch=64))),
+    "vaegan-64": ("VAE-GAN (Larsen et al.), k4 networks, 64 px, Z=128, similarity at D's 3rd stage, batch 64, "
+                  "Adam 2e-4 (0.5, 0.999)",
+                  dict(model=dict(family="vaegan", arch="k4", res=64, z_dim=128, width=64, d_norm="batch"),
+                       optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
+                       gan=dict(kl_weight=1.0, feature_layer=3), train=dict(batch=64))),
 }
 
 # Flowers: the same models with every augmentation on (MISSION 2: flips, 90-degree turns, HSV).

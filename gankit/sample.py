@@ -34,3 +34,37 @@ def sample_grid(run_dir: str | Path, n: int, out: str | Path, seed: int = 0) -> 
     family, _ = load_run(run_dir)
     z = family.sample_z(n, torch.Generator().manual_seed(seed))
     return save_png(grid(to_uint8(family.generate(z))), out)
+
+
+def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,
+                     from_data: int | None = None, seed: int = 0) -> Path:
+    """Originals and their reconstructions side by side (pairs of columns) for a family with an encoder:
+    VAE and VAE-GAN (decoded posterior means) or BEGAN (its autoencoder discriminator)."""
+    import numpy as np
+
+    from .data import PreparedDataset, to_float
+    from .data.prepare import list_images, load_image
+    family, record = load_run(run_dir)
+    if not hasattr(family, "reconstruct"):
+        raise GankitError(f"{run_dir}: the {family.name} family has no encoder to reconstruct with")
+    res = family.cfg.model.res
+    if images:
+        files = list_images(Path(images))
+        if not files:
+            raise GankitError(f"--images {images}: no images found")
+        arr = np.stack([load_image(f, res, None) for f in files[:64]])
+    else:
+        data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
+        if data == "toyfaces":
+            from .train.trainer import open_dataset
+            ds = open_dataset(data, res)
+        else:
+            ds = PreparedDataset(data)
+        n = min(from_data or 16, len(ds), 64)
+        idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
+        arr = ds.images[idx]
+    x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), torch.device("cpu"))
+    recon = to_uint8(family.reconstruct(x))
+    pairs = np.stack([arr, recon], 1).reshape(-1, *arr.shape[1:])  # original, reconstruction, ...
+    cols = 2 * max(1, int(np.ceil(np.sqrt(len(arr)))))
+    return save_png(grid(pairs, nrow=cols), out)

@@ -7,9 +7,11 @@ from ..config import Config
 from .base import Family
 from .began import BEGAN
 from .dcgan import DCGAN
+from .vae import VAE
+from .vaegan import VAEGAN
 from .wgan import WGAN
 
-REGISTRY: dict[str, type[Family]] = {"dcgan": DCGAN, "wgan": WGAN, "began": BEGAN}
+REGISTRY: dict[str, type[Family]] = {"dcgan": DCGAN, "wgan": WGAN, "began": BEGAN, "vae": VAE, "vaegan": VAEGAN}
 
 
 def build_family(cfg: Config, device: torch.device, precision: torch.dtype | None) -> Family:

@@ -62,9 +62,10 @@ def _stages(res: int) -> int:
 
 
 class Discriminator(nn.Sequential):
-    """D(x) -> one unbounded score per image (a logit for DCGAN, a critic value for WGAN)."""
+    """D(x) -> one unbounded score per image (a logit for DCGAN, a critic value for WGAN); with
+    out_dim > 1 the same network is the VAE's encoder. Stage k's output is `features(x, k)`."""
 
-    def __init__(self, res: int = 64, width: int = 128, norm: str = "batch", arch: str = "conv3"):
+    def __init__(self, res: int = 64, width: int = 128, norm: str = "batch", arch: str = "conv3", out_dim: int = 1):
         layers: list[nn.Module] = []
         c_in = 3
         for i in range(_stages(res)):
@@ -78,11 +79,17 @@ class Discriminator(nn.Sequential):
                 nn.LeakyReLU(0.2, inplace=True)))
             c_in = c_out
         if arch == "conv3":
-            layers.append(nn.Sequential(nn.Flatten(), nn.Linear(c_in * 4 * 4, 1)))
+            layers.append(nn.Sequential(nn.Flatten(), nn.Linear(c_in * 4 * 4, out_dim)))
         else:
-            layers.append(nn.Sequential(Conv2d(c_in, 1, 4, stride=1, padding=0), nn.Flatten()))
+            layers.append(nn.Sequential(Conv2d(c_in, out_dim, 4, stride=1, padding=0), nn.Flatten()))
         super().__init__(*layers)
         dcgan_init(self)
+
+    def features(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """Output of the first `stages` conv stages (VAE-GAN's learned similarity layer)."""
+        for block in list(self)[:stages]:
+            x = block(x)
+        return x
 
 
 class Generator(nn.Sequential):
