@@ -60,6 +60,11 @@ def cmd_reconstruct(args) -> None:
     print(f"wrote {path} (pairs: original, reconstruction)")
 
 
+def cmd_latent_view(args) -> None:
+    from .sample import latent_view
+    print(f"wrote {latent_view(args.run, args.out, args.attribute, args.n, args.method, args.seed)}")
+
+
 def cmd_presets(args) -> None:
     from .config import load_preset, preset_description, preset_names
     for name in preset_names():
@@ -210,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="reconstructions.png")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("latent-view", help="2-D view (PCA or t-SNE) of a VAE's codes, coloured by an attribute")
+    s.add_argument("run", help="run folder of a VAE or VAE-GAN")
+    s.add_argument("--attribute", help="colour by this attribute of the dataset (e.g. Smiling)")
+    s.add_argument("-n", type=int, default=2000, help="images to encode")
+    s.add_argument("--method", choices=["pca", "tsne"], default="pca")
+    s.add_argument("--out", default="latent-view.png")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_latent_view)
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

@@ -68,3 +68,55 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
     pairs = np.stack([arr, recon], 1).reshape(-1, *arr.shape[1:])  # original, reconstruction, ...
     cols = 2 * max(1, int(np.ceil(np.sqrt(len(arr)))))
     return save_png(grid(pairs, nrow=cols), out)
+
+
+def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = None, n: int = 2000,
+                method: str = "pca", seed: int = 0) -> Path:
+    """Scatter of the codes of n real images in 2-D (PCA, or t-SNE with scikit-learn), coloured by an
+    attribute (+1 / -1) of the run's dataset when it has one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .data import PreparedDataset, to_float
+    from .train.trainer import open_dataset
+    family, record = load_run(run_dir)
+    if not hasattr(family, "codes"):
+        raise GankitError(f"{run_dir}: the {family.name} family has no encoder; latent views need VAE or VAE-GAN")
+    data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
+    ds = open_dataset(data, family.cfg.model.res) if data == "toyfaces" else PreparedDataset(data)
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
+    codes = np.concatenate([family.codes(to_float(ds.batch(idx[i:i + 256]), torch.device("cpu"))).numpy()
+                            for i in range(0, len(idx), 256)])
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            raise GankitError("--method tsne needs scikit-learn (pip install scikit-learn); PCA works without") from None
+        xy = TSNE(2, random_state=seed, init="pca").fit_transform(codes)
+        axes = ("t-SNE 1", "t-SNE 2")
+    else:
+        centred = codes - codes.mean(0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ vt[:2].T
+        share = s[:2] ** 2 / (s ** 2).sum()
+        axes = (f"PC 1 ({100 * share[0]:.1f}% of variance)", f"PC 2 ({100 * share[1]:.1f}%)")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if attribute:
+        labels = ds.attribute(attribute)[idx]
+        for value, colour, name in ((-1, "tab:blue", f"not {attribute}"), (1, "tab:orange", attribute)):
+            sel = labels == value
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, c=colour, label=f"{name} ({sel.sum()})")
+        ax.legend()
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(f"{family.cfg.preset} codes of {len(idx)} images, step {record['step']}")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

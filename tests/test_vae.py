@@ -69,3 +69,6 @@ def test_every_family_trains_samples_and_reconstructs_from_the_cli(toy32, tmp_pa
             assert rec == 0
             g = np.asarray(Image.open(tmp_path / f"{preset}-rec.png"))
             assert g.shape == (2 + 2 * 34, 2 + 4 * 34, 3)  # 4 pairs: 2 rows of (original, reconstruction) x 2
+            assert (run / "samples" / "reconstructions-latest.png").exists()
+        view = main(["latent-view", str(run), "--attribute", "Smiling", "-n", "50", "--out", str(tmp_path / "lv.png")])
+        assert view == (0 if preset.startswith("vae") else 2)

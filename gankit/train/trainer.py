@@ -185,6 +185,12 @@ class Trainer:
         save_png(g, self.run_dir / "samples" / "latest.png")
         if tb:
             tb.image("samples", self.step, grid(images))
+        if hasattr(self.family, "reconstruct"):  # families with an encoder: originals beside reconstructions
+            real = self.dataset.images[:min(32, len(self.dataset))]
+            x = to_float(torch.from_numpy(np.ascontiguousarray(real)), self.device, self.cfg.train.channels_last)
+            pairs = np.stack([real, to_uint8(self.family.reconstruct(x))], 1).reshape(-1, *real.shape[1:])
+            pairs = pairs.repeat(k, axis=1).repeat(k, axis=2)
+            save_png(grid(pairs, nrow=16), self.run_dir / "samples" / "reconstructions-latest.png")
         return path
 
     def plot(self) -> list[Path]:
