@@ -1,6 +1,7 @@
 """Training throughput of gankit's default path against plain PyTorch loops, in one run.
 
     python -m gankit.bench [--preset dcgan-64] [--steps 3] [--jpegs DIR]
+    python -m gankit.bench --throughput dcgan-64-cpu,began-64-cpu,vae-64-cpu   # any family, gankit's path only
 
 Three loops train the same DCGAN networks (MISSION conv3 table, batch 128) on the same machine:
   gankit      the trainer's path: prepared uint8 array, bf16 autocast where native, channels_last,
@@ -116,6 +117,25 @@ def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, co
     return times, family, precision, cfg
 
 
+def throughput(presets: list[str], warmup: int, steps: int) -> dict:
+    """gankit's training images/s and MFU for each preset (any family), on toyfaces at the preset's size."""
+    out = {}
+    print(f"{'preset':22s} {'batch':>5s} {'img/s':>8s} {'s/step':>8s} {'MFU':>6s}")
+    for name in presets:
+        cfg = load_preset(name)
+        res = cfg.model.res
+        images = np.stack([draw_face(i, res)[0] for i in range(256)])
+        times, family, precision, cfg = bench_gankit(name, images, warmup, steps, False)
+        t = statistics.median(times)
+        per_step = cfg.train.batch * family.batches_per_step
+        flops = step_flops(family, cfg.train.batch, res)
+        peak, _ = peak_flops(torch.device("cpu"), precision or torch.float32)
+        out[name] = {"batch": per_step, "images_per_s": round(per_step / t, 2), "s_per_step": round(t, 3),
+                     "mfu": round(flops / t / peak, 3)}
+        print(f"{name:22s} {per_step:5d} {per_step / t:8.1f} {t:8.3f} {100 * flops / t / peak:5.1f}%")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="dcgan-64", help="a conv3 DCGAN preset at 64 px (default dcgan-64)")
@@ -125,7 +145,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile", action="store_true", help="also torch.compile gankit's networks")
     ap.add_argument("--skip-jpeg", action="store_true", help="leave out the plain+jpeg loop")
     ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--throughput", metavar="PRESETS",
+                    help="instead: gankit's images/s and MFU for these comma-separated presets (any family)")
     args = ap.parse_args(argv)
+    if args.throughput:
+        res = throughput(args.throughput.split(","), args.warmup, args.steps)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        return res
 
     cfg = load_preset(args.preset)
     if cfg.model.family != "dcgan" or cfg.model.arch != "conv3" or cfg.model.res != 64:

@@ -7,3 +7,8 @@ def test_bench_smoke(tmp_path):
                       "--json", str(tmp_path / "b.json")])
     assert out["gankit"]["images_per_s"] > 0 and out["plain"]["images_per_s"] > 0
     assert (tmp_path / "b.json").exists()
+
+
+def test_throughput_smoke():
+    out = bench.main(["--throughput", "vae-64-cpu", "--steps", "1", "--warmup", "0"])
+    assert out["vae-64-cpu"]["images_per_s"] > 0
