@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -32,7 +31,7 @@ from .data.dataset import to_float
 from .data.prepare import list_images, load_image
 from .data.toyfaces import draw_face
 from .families import build_family
-from .train.speed import peak_flops, step_flops
+from .train.speed import cpu_name, peak_flops, step_flops
 from .train.trainer import resolve_precision
 
 
@@ -161,13 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     images = np.stack([draw_face(i, 64)[0] for i in range(512)])
 
     results: dict = {"date": datetime.date.today().isoformat(), "preset": args.preset, "batch": batch,
-                     "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                     "torch": torch.__version__}
-    try:
-        from .train.speed import _cpu_name
-        results["machine"] = f"{_cpu_name()}, {torch.get_num_threads()} threads"
-    except Exception:
-        pass
+                     "machine": f"{cpu_name()}, {torch.get_num_threads()} threads", "torch": torch.__version__}
 
     g_times, family, precision, cfg = bench_gankit(args.preset, images, args.warmup, args.steps, args.compile)
     assert n_params(family.nets["G"]) == n_params(plain_generator(z_dim, width)), "G differs from the plain loop's"

@@ -27,6 +27,16 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Family, dict]:
     return family, record
 
 
+def run_dataset(run_dir: str | Path, res: int):
+    """The prepared dataset a run trained on (as recorded in its run.json)."""
+    from .train.trainer import open_dataset
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
+    except (OSError, ValueError, KeyError) as e:
+        raise GankitError(f"{run_dir}: no readable run.json ({e})") from None
+    return open_dataset(data, res)
+
+
 def sample_grid(run_dir: str | Path, n: int, out: str | Path, seed: int = 0) -> Path:
     """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`."""
     if n < 1:
@@ -42,7 +52,7 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
     VAE and VAE-GAN (decoded posterior means) or BEGAN (its autoencoder discriminator)."""
     import numpy as np
 
-    from .data import PreparedDataset, to_float
+    from .data import to_float
     from .data.prepare import list_images, load_image
     family, record = load_run(run_dir)
     if not hasattr(family, "reconstruct"):
@@ -54,12 +64,7 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
             raise GankitError(f"--images {images}: no images found")
         arr = np.stack([load_image(f, res, None) for f in files[:64]])
     else:
-        data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
-        if data == "toyfaces":
-            from .train.trainer import open_dataset
-            ds = open_dataset(data, res)
-        else:
-            ds = PreparedDataset(data)
+        ds = run_dataset(run_dir, res)
         n = min(from_data or 16, len(ds), 64)
         idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
         arr = ds.images[idx]
@@ -79,13 +84,11 @@ def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = No
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .data import PreparedDataset, to_float
-    from .train.trainer import open_dataset
+    from .data import to_float
     family, record = load_run(run_dir)
     if not hasattr(family, "codes"):
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder; latent views need VAE or VAE-GAN")
-    data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
-    ds = open_dataset(data, family.cfg.model.res) if data == "toyfaces" else PreparedDataset(data)
+    ds = run_dataset(run_dir, family.cfg.model.res)
     idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
     codes = np.concatenate([family.codes(to_float(ds.batch(idx[i:i + 256]), torch.device("cpu"))).numpy()
                             for i in range(0, len(idx), 256)])

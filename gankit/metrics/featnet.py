@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..data import PreparedDataset
 from ..errors import GankitError
+from ..train.speed import cpu_supports_bf16
 
 WIDTHS = (32, 64, 128, 256)
 INPUT_RES = 64
@@ -91,7 +92,7 @@ def train_feature_net(data: str | Path, out: str | Path | None = None, epochs: i
     steps = epochs * (len(train_idx) // batch)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    bf16 = _bf16_ok()
+    bf16 = cpu_supports_bf16()
     images = torch.from_numpy(np.ascontiguousarray(ds.images))
     y_all = torch.from_numpy(targets)
     gen = torch.Generator().manual_seed(seed)
@@ -150,11 +151,6 @@ def evaluate(net: FeatureNet, images_u8: torch.Tensor, targets: np.ndarray, kind
     counts = np.bincount(targets, minlength=logits.shape[1])
     per = [float((pred[targets == c] == c).mean()) if counts[c] else float("nan") for c in range(logits.shape[1])]
     return float((pred == targets).mean()), [round(a, 4) for a in per], float(counts.max() / counts.sum())
-
-
-def _bf16_ok() -> bool:
-    from ..train.speed import cpu_supports_bf16
-    return cpu_supports_bf16()
 
 
 def load_feature_net(path: str | Path) -> tuple[FeatureNet, dict]:

@@ -32,7 +32,7 @@ def cpu_supports_bf16() -> bool:
             return False
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -49,7 +49,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
         for key, value in GPU_PEAKS.items():
             if key in name:
                 return (value if dtype == torch.bfloat16 else value / 2), f"{name} data sheet"
-    key = f"{_cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}|{dtype}|{torch.get_num_threads()}"
+    key = f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}|{dtype}|{torch.get_num_threads()}"
     cache = cache_dir() / "peak_flops.json"
     try:
         known = json.loads(cache.read_text())
