@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="sample a grid from a run's newest checkpoint")
-    s.add_argument("run", help="run folder")
+    s = sub.add_parser("sample", help="sample a grid from a run's newest checkpoint (several runs: side by side)")
+    s.add_argument("run", nargs="+", help="run folder(s)")
     s.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--seed", type=int, default=0)

@@ -37,13 +37,30 @@ def run_dataset(run_dir: str | Path, res: int):
     return open_dataset(data, res)
 
 
-def sample_grid(run_dir: str | Path, n: int, out: str | Path, seed: int = 0) -> Path:
-    """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`."""
+def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0) -> Path:
+    """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`; given
+    several runs, their grids side by side, each labelled with its run folder's name."""
+    import numpy as np
+    from PIL import Image, ImageDraw
     if n < 1:
         raise GankitError(f"-n must be >= 1, got {n}")
-    family, _ = load_run(run_dir)
-    z = family.sample_z(n, torch.Generator().manual_seed(seed))
-    return save_png(grid(to_uint8(family.generate(z))), out)
+    runs = run_dir if isinstance(run_dir, (list, tuple)) else [run_dir]
+    grids = []
+    for run in runs:
+        family, _ = load_run(run)
+        z = family.sample_z(n, torch.Generator().manual_seed(seed))
+        grids.append(grid(to_uint8(family.generate(z))))
+    if len(grids) == 1:
+        return save_png(grids[0], out)
+    label_h, gap = 18, 12
+    height = max(g.shape[0] for g in grids) + label_h
+    canvas = Image.new("RGB", (sum(g.shape[1] for g in grids) + gap * (len(grids) - 1), height), "white")
+    draw, x = ImageDraw.Draw(canvas), 0
+    for run, g in zip(runs, grids):
+        canvas.paste(Image.fromarray(g), (x, label_h))
+        draw.text((x + 2, 3), Path(run).name, fill="black")
+        x += g.shape[1] + gap
+    return save_png(np.asarray(canvas), out)
 
 
 def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,

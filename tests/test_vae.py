@@ -72,3 +72,7 @@ def test_every_family_trains_samples_and_reconstructs_from_the_cli(toy32, tmp_pa
             assert (run / "samples" / "reconstructions-latest.png").exists()
         view = main(["latent-view", str(run), "--attribute", "Smiling", "-n", "50", "--out", str(tmp_path / "lv.png")])
         assert view == (0 if preset.startswith("vae") else 2)
+    runs = [next((tmp_path / p).iterdir()) for p in ("vae-64-cpu", "vaegan-64-cpu")]
+    assert main(["sample", *map(str, runs), "-n", "4", "--out", str(tmp_path / "side.png")]) == 0
+    side = np.asarray(Image.open(tmp_path / "side.png"))
+    assert side.shape == (18 + 2 + 2 * 34, 2 * (2 + 2 * 34) + 12, 3)  # two labelled 2x2 grids and a gap
