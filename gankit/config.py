@@ -216,12 +216,15 @@ for _name in ("dcgan-64", "wgan-gp-64"):
     _PRESETS[_name + "-flowers"] = (_desc + "; flips, 90-degree rotations and HSV jitter on (flowers)",
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
-# CPU twins: same algorithm, a quarter of the width and half the batch.
+# CPU twins: same algorithm, a quarter of the width and half the batch (BEGAN: an eighth and a third,
+# the size whose 20-minute CelebA run on one core shows faces; BENCHMARKS.md).
+_TWIN_SIZE = {"began-64": (16, 16), "began-128": (16, 16)}
 for _name in list(_PRESETS):
     _desc, _fields = _PRESETS[_name]
     _twin = json.loads(json.dumps(_fields))
-    _twin["model"]["width"] = max(16, _twin["model"]["width"] // 4)
-    _twin["train"]["batch"] = max(32, _twin["train"]["batch"] // 2)
+    _width, _batch = _TWIN_SIZE.get(_name, (max(16, _twin["model"]["width"] // 4),
+                                            max(32, _twin["train"]["batch"] // 2)))
+    _twin["model"]["width"], _twin["train"]["batch"] = _width, _batch
     _twin["train"].update(sample_every=200, ckpt_every=500)
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
                                 f"batch {_twin['train']['batch']}", _twin)
