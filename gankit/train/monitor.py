@@ -127,28 +127,32 @@ def plot_convergence(records: list[dict], name: str, samples_dir: str | Path, ou
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pts = sorted({r["step"]: r[name] for r in records if isinstance(r.get(name), (int, float))}.items())
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 6))
     if pts:
         x, y = np.array(pts, dtype=float).T
         ax.plot(x, y, alpha=0.3, linewidth=0.8)
         ax.plot(x, _smooth(y), linewidth=2, label=name)
-        top = float(np.percentile(y, 99)) if len(y) > 10 else float(y.max())
-        ax.set_ylim(0, top * 1.9)  # room above the curve for the thumbnails
+        ax.set_ylim(0, float(y.max()) * 1.75)  # the top 40% holds the thumbnails
         grids = sorted(Path(samples_dir).glob("step-*.png"))
         stepped = [(int(g.stem.split("-")[1]), g) for g in grids]
         stepped = [(s, g) for s, g in stepped if s > 0]
         if stepped:
             wanted = np.linspace(stepped[0][0], stepped[-1][0], min(thumbnails, len(stepped)))
             chosen = {min(stepped, key=lambda sg: abs(sg[0] - w)) for w in wanted}
-            for s, g in sorted(chosen):
+            chosen = sorted(chosen)
+            y_at = dict(zip(x, _smooth(y)))
+            for i, (s, g) in enumerate(chosen):
                 arr = np.asarray(Image.open(g).convert("RGB"))
                 pad = 2
                 cell = _grid_cell(arr, pad)
                 crop = arr[:pad + thumb_images * cell, :pad + thumb_images * cell]
-                box = AnnotationBbox(OffsetImage(crop, zoom=min(1.0, 110 / crop.shape[0])), (s, top * 1.45),
-                                     frameon=True, pad=0.2)
+                # Boxes sit evenly along the top (they never overlap); a line points at their step.
+                near = min(y_at, key=lambda xs: abs(xs - s))
+                box = AnnotationBbox(OffsetImage(crop, zoom=min(1.0, 100 / crop.shape[0])),
+                                     (s, y_at[near]), xybox=((i + 0.5) / len(chosen), 0.8),
+                                     xycoords="data", boxcoords="axes fraction", frameon=True, pad=0.2,
+                                     arrowprops=dict(arrowstyle="-", color="grey", alpha=0.6))
                 ax.add_artist(box)
-                ax.axvline(s, color="grey", alpha=0.25, linewidth=0.8)
         ax.legend(loc="lower left")
     ax.set_xlabel("step")
     ax.set_title(f"{title} {name}".strip())
