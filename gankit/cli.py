@@ -65,6 +65,29 @@ def cmd_latent_view(args) -> None:
     print(f"wrote {latent_view(args.run, args.out, args.attribute, args.n, args.method, args.seed)}")
 
 
+def cmd_explore(args) -> None:
+    from .latent.studio import Studio
+    studio = Studio(args.run, seed=args.seed)
+    if args.tool == "interpolate":
+        record = studio.interpolate(args.pairs, args.steps, args.method)
+    elif args.tool == "project":
+        record = studio.project(args.images, args.n or 16, args.steps, args.restarts, args.lr)
+        print(f"mean L1 error {record['mean_l1']:.4f} over {record['n']} images ({record['seconds']} s)")
+    elif args.tool == "pca":
+        record = studio.pca(args.source, args.n, args.k, args.columns, args.span)
+        print("variance share of the top directions: " + ", ".join(f"{100 * s:.1f}%" for s in record["share"]))
+    else:
+        record = studio.attribute(args.names, args.method, args.fit, args.n, args.rows, args.columns, args.span,
+                                  args.check, args.features)
+        for key, r in record["results"].items():
+            for a, share in r["share"].items():
+                rising = "rises monotonically" if r["monotonic"][a] else "does not rise monotonically"
+                print(f"{a} along {key}: labelled share " + " ".join(f"{100 * v:.0f}%" for v in share) + f" ({rising})")
+    for f in record["files"]:
+        print(f"wrote {f}")
+    print(f"record: {record['json']}")
+
+
 def cmd_presets(args) -> None:
     from .config import load_preset, preset_description, preset_names
     for name in preset_names():
@@ -224,6 +247,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="latent-view.png")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_latent_view)
+
+    s = sub.add_parser("explore", help="latent tools on a run: interpolate, project, pca, attribute")
+    s.add_argument("run", help="run folder")
+    tools = s.add_subparsers(dest="tool", required=True)
+
+    def tool(name: str, help: str):
+        t = tools.add_parser(name, help=help)
+        t.add_argument("--seed", type=int, default=0)
+        t.set_defaults(func=cmd_explore)
+        return t
+
+    def project_options(t):
+        t.add_argument("--images", help="folder of images to project (default: random images of the run's data)")
+        t.add_argument("-n", type=int, help="how many images (default 16)")
+        t.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
+        t.add_argument("--restarts", type=int, default=4, help="codes tried per image (default 4)")
+        t.add_argument("--lr", type=float, default=0.05)
+
+    t = tool("interpolate", "rows of images between pairs of random codes")
+    t.add_argument("--pairs", type=int, default=8)
+    t.add_argument("--steps", type=int, default=10, help="images per row, endpoints included")
+    t.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    project_options(tool("project", "find codes of real images by L1 optimisation"))
+    t = tool("pca", "the mean code and walks along the top principal directions of codes")
+    t.add_argument("--source", choices=["auto", "encoded", "projected", "prior"], default="auto",
+                   help="codes of real images (encoded with VAE/VAE-GAN, else projected) or prior samples")
+    t.add_argument("-n", type=int, help="codes (default 2000 encoded or prior, 128 projected)")
+    t.add_argument("-k", type=int, default=6, help="directions (default 6)")
+    t.add_argument("--columns", type=int, default=9)
+    t.add_argument("--span", type=float, default=3.0, help="walk +-span standard deviations (default 3)")
+    t = tool("attribute", "attribute directions (Smiling, Mustache, ...), offsets, sums and walks")
+    t.add_argument("names", nargs="+", help="CelebA attribute names; two or more also give their sum")
+    t.add_argument("--method", choices=["classifier", "labels"], default="classifier",
+                   help="classifier: label prior samples with the attribute network; labels: the data's labels")
+    t.add_argument("--fit", choices=["means", "linear"], default="means",
+                   help="difference of means, or a logistic regression's normal")
+    t.add_argument("-n", type=int, help="codes to fit on (default 4000 classifier, 2000 encoded, 256 projected)")
+    t.add_argument("--rows", type=int, default=8)
+    t.add_argument("--columns", type=int, default=9)
+    t.add_argument("--span", type=float, default=3.0, help="offsets up to +-span standard deviations")
+    t.add_argument("--check", type=int, default=512, help="codes labelled at each offset for the check")
+    t.add_argument("--features", help="attribute network folder (default: the run's DATA/features)")
+
+    s = sub.add_parser("project", help="find codes of real images by L1 optimisation (= explore RUN project)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--seed", type=int, default=0)
+    project_options(s)
+    s.set_defaults(func=cmd_explore, tool="project")
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

@@ -63,6 +63,34 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
     return save_png(np.asarray(canvas), out)
 
 
+def real_images(run_dir: str | Path, res: int, images: str | Path | None = None, from_data: int | None = None,
+                seed: int = 0, limit: int = 64) -> tuple["np.ndarray", list[str]]:
+    """Up to `limit` real images as uint8 (N, res, res, 3) with their names: the files under `images`
+    (centre-cropped and resized; unreadable files are skipped and reported), or `from_data` random
+    images of the run's prepared dataset."""
+    import numpy as np
+
+    from .data.prepare import list_images, load_image
+    if images:
+        files = list_images(Path(images))[:limit]
+        arrs, names, bad = [], [], []
+        for f in files:
+            try:
+                arrs.append(load_image(f, res, None))
+                names.append(Path(f).name)
+            except (OSError, ValueError, SyntaxError):
+                bad.append(Path(f).name)
+        if bad:
+            print(f"gankit: skipped {len(bad)} unreadable image(s) under {images}: {', '.join(bad[:5])}")
+        if not arrs:
+            raise GankitError(f"--images {images}: no readable images found")
+        return np.stack(arrs), names
+    ds = run_dataset(run_dir, res)
+    n = min(from_data or 16, len(ds), limit)
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
+    return ds.images[idx], [f"{ds.name}[{i}]" for i in idx]
+
+
 def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,
                      from_data: int | None = None, seed: int = 0) -> Path:
     """Originals and their reconstructions side by side (pairs of columns) for a family with an encoder:
@@ -70,21 +98,10 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
     import numpy as np
 
     from .data import to_float
-    from .data.prepare import list_images, load_image
     family, record = load_run(run_dir)
     if not hasattr(family, "reconstruct"):
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder to reconstruct with")
-    res = family.cfg.model.res
-    if images:
-        files = list_images(Path(images))
-        if not files:
-            raise GankitError(f"--images {images}: no images found")
-        arr = np.stack([load_image(f, res, None) for f in files[:64]])
-    else:
-        ds = run_dataset(run_dir, res)
-        n = min(from_data or 16, len(ds), 64)
-        idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
-        arr = ds.images[idx]
+    arr, _ = real_images(run_dir, family.cfg.model.res, images, from_data, seed)
     x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), torch.device("cpu"))
     recon = to_uint8(family.reconstruct(x))
     pairs = np.stack([arr, recon], 1).reshape(-1, *arr.shape[1:])  # original, reconstruction, ...

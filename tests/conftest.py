@@ -28,6 +28,13 @@ def toy32(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def featnet(toy32):
+    """gankit's attribute network trained on the toy faces (written to toy32/features)."""
+    from gankit.metrics.featnet import train_feature_net
+    return train_feature_net(toy32, epochs=8, batch=32, lr=3e-3, progress=False)
+
+
 def shared(sub: str) -> Path:
     path = SHARED / sub
     if not path.exists():

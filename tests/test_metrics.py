@@ -39,12 +39,6 @@ def test_image_sets_prepared_slices_npz_and_folders(toy32, tmp_path):
     assert n == 4 and shapes == [(3, 32, 32, 3), (1, 40, 40, 3)]
 
 
-@pytest.fixture(scope="module")
-def featnet(toy32):
-    from gankit.metrics.featnet import train_feature_net
-    return train_feature_net(toy32, epochs=8, batch=32, lr=3e-3, progress=False)
-
-
 def test_feature_network_learns_and_separates_sets(featnet, toy32, tmp_path):
     assert featnet["name"] == "toyfaces-attr" and featnet["kind"] == "attributes"
     assert featnet["heldout_accuracy"] > featnet["majority_baseline"]

@@ -24,6 +24,8 @@ class Family:
     convergence: str | None = None
     # nets that torch.compile must leave alone (double backward is not supported by compiled graphs)
     no_compile: tuple[str, ...] = ()
+    # the distribution of z: "normal" (N(0, I)) or "uniform" (U[-1, 1]^d, BEGAN)
+    prior: str = "normal"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         self.cfg = cfg
@@ -97,7 +99,13 @@ class Family:
         return 1
 
     def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        if self.prior == "uniform":
+            return torch.rand(n, self.cfg.model.z_dim, generator=gen, device=self.device) * 2 - 1
         return torch.randn(n, self.cfg.model.z_dim, generator=gen, device=self.device)
+
+    def to_support(self, z: torch.Tensor) -> torch.Tensor:
+        """z moved into the prior's support (clamped to [-1, 1] for a uniform prior)."""
+        return z.clamp(-1, 1) if self.prior == "uniform" else z
 
     def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Update the networks on one batch; return detached scalar metrics."""
@@ -106,6 +114,10 @@ class Family:
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] for codes z, generator in eval mode."""
+        return self.decode(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) in eval mode, differentiable in z (the latent tools optimise codes through it)."""
         g = self.nets["G"]
         was_training = g.training
         g.eval()

@@ -100,6 +100,7 @@ class BEGAN(Family):
     name = "began"
     plots = {"losses": ["L_real", "L_fake"], "k_t": ["k_t"], "convergence": ["M_global"]}
     convergence = "M_global"
+    prior = "uniform"  # z ~ U[-1, 1]^64
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
@@ -107,9 +108,6 @@ class BEGAN(Family):
         self.nets = {"G": Decoder(m.res, m.width, m.z_dim), "D": AutoencoderD(m.res, m.width, m.z_dim)}
         self.k = torch.zeros((), device=device)
         self.finish_setup()
-
-    def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.rand(n, self.cfg.model.z_dim, generator=gen, device=self.device) * 2 - 1
 
     def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         G, D = self.fast["G"], self.fast["D"]
