@@ -27,23 +27,31 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from .config import apply_overrides, load_preset
     from .train import Trainer
-    if args.resume:
-        if args.preset:
-            raise GankitError("--resume takes the preset from the run folder; drop --preset")
-        trainer = Trainer.resume(args.resume, args.set, data=args.data, progress=not args.quiet)
-        print(f"resuming {trainer.run_dir} at step {trainer.step}")
-    else:
-        if not args.preset:
-            raise GankitError("train: --preset is required (see `gankit presets`)")
-        if not args.data:
-            raise GankitError("train: --data is required (a `gankit prepare` folder, or `toyfaces`)")
-        cfg = apply_overrides(load_preset(args.preset), args.set)
-        trainer = Trainer.new(cfg, args.data, runs_root=args.runs, progress=not args.quiet)
-        info = trainer.describe()
-        print(f"run folder: {trainer.run_dir} ({info['device']}, {info['precision']}, {len(trainer.dataset)} images)")
-    last = trainer.run()
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}))
-    print(f"samples: {trainer.run_dir / 'samples' / 'latest.png'}  plots: {trainer.run_dir / 'plots'}")
+    from .train import distributed as ddp
+    world = ddp.init_from_env()  # torchrun: one process per device; else a single process
+    say = print if world.main else (lambda *a, **k: None)
+    try:
+        if args.resume:
+            if args.preset:
+                raise GankitError("--resume takes the preset from the run folder; drop --preset")
+            trainer = Trainer.resume(args.resume, args.set, data=args.data, progress=not args.quiet, world=world)
+            say(f"resuming {trainer.run_dir} at step {trainer.step}" +
+                (f" with {world.size} processes" if world.active else ""))
+        else:
+            if not args.preset:
+                raise GankitError("train: --preset is required (see `gankit presets`)")
+            if not args.data:
+                raise GankitError("train: --data is required (a `gankit prepare` folder, or `toyfaces`)")
+            cfg = apply_overrides(load_preset(args.preset), args.set)
+            trainer = Trainer.new(cfg, args.data, runs_root=args.runs, progress=not args.quiet, world=world)
+            info = trainer.describe()
+            say(f"run folder: {trainer.run_dir} ({info['device']}, {info['precision']}, {len(trainer.dataset)} images"
+                + (f", {world.size} processes" if world.active else "") + ")")
+        last = trainer.run()
+        say(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}))
+        say(f"samples: {trainer.run_dir / 'samples' / 'latest.png'}  plots: {trainer.run_dir / 'plots'}")
+    finally:
+        ddp.shutdown()
 
 
 def cmd_sample(args) -> None:
@@ -69,7 +77,7 @@ def cmd_explore(args) -> None:
     from .latent.studio import Studio
     studio = Studio(args.run, seed=args.seed)
     if args.tool == "interpolate":
-        record = studio.interpolate(args.pairs, args.steps, args.method)
+        record = studio.interpolate(args.pairs, args.steps, args.method, codes=args.codes)
     elif args.tool == "project":
         record = studio.project(args.images, args.n or 16, args.steps, args.restarts, args.lr)
         print(f"mean L1 error {record['mean_l1']:.4f} over {record['n']} images ({record['seconds']} s)")
@@ -269,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pairs", type=int, default=8)
     t.add_argument("--steps", type=int, default=10, help="images per row, endpoints included")
     t.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    t.add_argument("--codes", help="interpolate between consecutive codes of a file (e.g. explore/project-codes.pt)")
     project_options(tool("project", "find codes of real images by L1 optimisation"))
     t = tool("pca", "the mean code and walks along the top principal directions of codes")
     t.add_argument("--source", choices=["auto", "encoded", "projected", "prior"], default="auto",

@@ -98,6 +98,12 @@ def test_explore_commands_write_montages_and_records(toy32, featnet, tmp_path, c
     rec = json.loads((explore / "project.json").read_text())
     assert rec["n"] == 3 and rec["init"] == "prior" and len(rec["per_image"]) == 3
     assert rec["error_curve"][-1] <= rec["error_curve"][0]
+    # interpolate between the projected real images
+    assert main(["explore", str(run), "interpolate", "--codes", str(explore / "project-codes.pt"), "--steps", "4"]) == 0
+    assert json.loads((explore / "interpolate-slerp.json").read_text())["pairs"] == 2
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
+    assert main(["explore", str(run), "interpolate", "--codes", str(tmp_path / "bad.npy")]) == 2
+    assert "expected an (N, 100) array" in capsys.readouterr().err
 
     assert main(["explore", str(run), "pca", "--source", "prior", "-n", "200", "-k", "3", "--columns", "5"]) == 0
     rec = json.loads((explore / "pca-prior.json").read_text())

@@ -118,9 +118,29 @@ class Studio:
         return torch.cat(out), names
 
     # --- the four tools ----------------------------------------------------------------------------
+    def load_codes(self, path: str | Path) -> torch.Tensor:
+        """Codes saved by `project` (project-codes.pt) or an .npy / .pt array of shape (N, z_dim)."""
+        path = Path(path)
+        try:
+            obj = np.load(path) if path.suffix == ".npy" else torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise GankitError(f"--codes {path}: unreadable ({e})") from None
+        z = torch.as_tensor(obj["z"] if isinstance(obj, dict) else obj, dtype=torch.float32)
+        dim = self.family.cfg.model.z_dim
+        if z.dim() != 2 or z.shape[1] != dim:
+            raise GankitError(f"--codes {path}: expected an (N, {dim}) array of codes, got {tuple(z.shape)}")
+        return z.to(self.family.device)
+
     def interpolate(self, pairs: int = 8, steps: int = 10, method: str = "slerp",
-                    starts: torch.Tensor | None = None, ends: torch.Tensor | None = None) -> dict:
-        """One montage row per pair of codes (random unless given), from start to end."""
+                    starts: torch.Tensor | None = None, ends: torch.Tensor | None = None,
+                    codes: str | Path | None = None) -> dict:
+        """One montage row per pair of codes, from start to end: random codes, the given starts and
+        ends, or consecutive codes of a file (`codes`, e.g. projected real faces: 0->1, 1->2, ...)."""
+        if codes is not None:
+            z = self.load_codes(codes)
+            if len(z) < 2:
+                raise GankitError(f"--codes {codes}: need at least 2 codes to interpolate")
+            starts, ends = z[:-1][:pairs], z[1:][:pairs]
         starts = self.prior(pairs, 1) if starts is None else starts
         ends = self.prior(pairs, 2) if ends is None else ends
         z = paths(starts, ends, steps, method)
@@ -128,7 +148,7 @@ class Studio:
                       title=f"{method} between {len(z)} pairs of codes",
                       col_labels=[f"{t:.2f}" for t in np.linspace(0, 1, steps)])
         return self.save(f"interpolate-{method}", {"method": method, "pairs": len(z), "steps": steps,
-                                                   "files": [str(png)]})
+                                                   "codes": str(codes) if codes else "prior", "files": [str(png)]})
 
     def project(self, images: str | Path | None = None, n: int = 16, steps: int = 300, restarts: int = 4,
                 lr: float = 0.05) -> dict:

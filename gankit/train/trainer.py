@@ -26,21 +26,26 @@ from ..data.augment import augment
 from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
+from . import distributed as ddp
 from .checkpoint import (list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint,
                          write_text_atomic)
 from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
 from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` is CUDA when present; under torchrun each process takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise GankitError(f"train.device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GankitError("train.device=cuda but no CUDA device is available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GankitError("train.device=cuda but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
     return device
 
 
@@ -81,10 +86,11 @@ def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
 class Trainer:
     """Build with `Trainer.new(...)` or `Trainer.resume(...)`, then call `run()`."""
 
-    def __init__(self, cfg: Config, run_dir: Path, data: str, progress: bool = True):
-        self.cfg, self.run_dir, self.data_arg, self.progress = cfg, run_dir, data, progress
+    def __init__(self, cfg: Config, run_dir: Path, data: str, progress: bool = True, world: ddp.World = ddp.World()):
+        self.cfg, self.run_dir, self.data_arg, self.world = cfg, run_dir, data, world
+        self.progress = progress and world.main
         t = cfg.train
-        self.device = resolve_device(t.device)
+        self.device = resolve_device(t.device, world.local_rank)
         self.precision = resolve_precision(self.device, t.precision)
         self.dataset = open_dataset(data, cfg.model.res)
         if self.dataset.res != cfg.model.res:
@@ -92,35 +98,45 @@ class Trainer:
                               f"(prepare with --res {cfg.model.res} or --set model.res={self.dataset.res})")
         torch.manual_seed(t.seed)
         self.family: Family = build_family(cfg, self.device, self.precision)
-        self.per_step = t.batch * self.family.batches_per_step  # real images consumed by one step
-        self.stream = BatchStream(len(self.dataset), self.per_step, t.seed)
-        self.gen = torch.Generator(self.device).manual_seed(t.seed)
+        self.per_step = t.batch * self.family.batches_per_step  # real images one process uses a step
+        # one global batch a step, each rank training on its own shard of it
+        self.stream = BatchStream(len(self.dataset), self.per_step * world.size, t.seed, world.rank, world.size)
+        self.gen = torch.Generator(self.device).manual_seed(t.seed + 1_000_003 * world.rank)
+        if world.active:
+            ddp.attach(self.family.opts, world)
+            self.sync_from_rank0()
         self.fixed_z = self.family.sample_z(t.grid, torch.Generator(self.device).manual_seed(t.seed + 1))
         self.step = 0
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")  # written by rank 0 only
         self._stop_signal: int | None = None
         self.best: float | None = None  # best value of train.metric so far (lower is better)
         self._features = None  # the metric's feature network, loaded once
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
-    def new(cls, cfg: Config, data: str, runs_root: str | Path = "runs", progress: bool = True) -> "Trainer":
+    def new(cls, cfg: Config, data: str, runs_root: str | Path = "runs", progress: bool = True,
+            world: ddp.World = ddp.World()) -> "Trainer":
         cfg.validate()
         data_name = BUILTIN if data == BUILTIN else Path(data).name
-        run_dir = new_run_dir(Path(runs_root), cfg.preset, data_name)
+        run_dir = new_run_dir(Path(runs_root), cfg.preset, data_name) if world.main else None
+        if world.active:
+            run_dir = ddp.broadcast_object(run_dir, world)
         try:
-            trainer = cls(cfg, run_dir, data, progress)
+            trainer = cls(cfg, run_dir, data, progress, world)
         except BaseException:
-            if not any(run_dir.iterdir()):
+            if world.main and not any(run_dir.iterdir()):
                 run_dir.rmdir()
             raise
-        write_text_atomic(run_dir / "config.json", cfg.to_json())
-        write_text_atomic(run_dir / "run.json", json.dumps(trainer.describe(), indent=2))
+        if world.main:
+            write_text_atomic(run_dir / "config.json", cfg.to_json())
+            write_text_atomic(run_dir / "run.json", json.dumps(trainer.describe(), indent=2))
         return trainer
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: list[str] | None = None, data: str | None = None,
-               progress: bool = True) -> "Trainer":
+               progress: bool = True, world: ddp.World = ddp.World()) -> "Trainer":
+        """Continue a run from its newest intact checkpoint, with any number of processes (bit-exact
+        in a single fp32 process; with several, the data shards and noise streams differ)."""
         from ..config import apply_overrides
         run_dir = Path(run_dir)
         try:
@@ -129,21 +145,37 @@ class Trainer:
         except (OSError, ValueError) as e:
             raise GankitError(f"--resume {run_dir}: not a gankit run folder ({e})") from None
         cfg = apply_overrides(cfg, overrides or [])
-        trainer = cls(cfg, run_dir, data or info["data"], progress)
-        remove_stale_temporaries(run_dir / "checkpoints")
+        trainer = cls(cfg, run_dir, data or info["data"], progress, world)
+        if world.main:
+            remove_stale_temporaries(run_dir / "checkpoints")
+        if world.active:
+            ddp.broadcast_object(None, world)  # a barrier: temporaries are gone before anyone lists
         loaded = load_latest(run_dir / "checkpoints")
         if loaded is None:
             raise GankitError(f"--resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
         state, record = loaded
         trainer.load_state(state, record["step"])
-        trainer.metrics.truncate_after(trainer.step)
-        write_text_atomic(run_dir / "config.json", cfg.to_json())
+        if world.active:
+            # the checkpoint holds rank 0's noise stream; every rank needs its own
+            trainer.gen.manual_seed(cfg.train.seed + 1_000_003 * world.rank + 7 * trainer.step)
+            trainer.sync_from_rank0()
+        if world.main:
+            trainer.metrics.truncate_after(trainer.step)
+            write_text_atomic(run_dir / "config.json", cfg.to_json())
         return trainer
+
+    def sync_from_rank0(self) -> None:
+        """Give every rank rank 0's weights, buffers and family state."""
+        tensors = [t for net in self.family.nets.values() for t in (*net.parameters(), *net.buffers())]
+        tensors += [v for v in self.family.extra_state().values() if torch.is_tensor(v)]
+        for t in tensors:
+            torch.distributed.broadcast(t.data, 0)
 
     def describe(self) -> dict:
         data = self.data_arg if self.data_arg == BUILTIN else str(Path(self.data_arg).resolve())
         return {"data": data, "dataset": self.dataset.meta.get("source"), "images": len(self.dataset),
                 "device": str(self.device), "precision": "bf16" if self.precision else "fp32",
+                "processes": self.world.size,
                 "gankit": __version__, "torch": torch.__version__}
 
     # --- state ----------------------------------------------------------------------------------------
@@ -165,15 +197,20 @@ class Trainer:
     def checkpoint(self) -> Path:
         bad = [name for name, net in self.family.nets.items()
                if not all(torch.isfinite(p).all() for p in net.parameters())]
-        if bad:  # never overwrite good checkpoints with a diverged state
+        if bad:  # never overwrite good checkpoints with a diverged state (every rank checks: same weights)
             ckpts = list_checkpoints(self.run_dir / "checkpoints")
             raise GankitError(f"non-finite weights in {', '.join(bad)} at step {self.step}; not checkpointed; "
                               f"last good checkpoint: {ckpts[-1] if ckpts else 'none'} (try a lower learning rate)")
+        if not self.world.main:
+            return None
         path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.state(),
-                               {"config": self.cfg.to_dict(), "images_seen": self.step * self.per_step},
-                               keep=self.cfg.train.keep_ckpts)
+                               {"config": self.cfg.to_dict(), "images_seen": self.images_seen(),
+                                "processes": self.world.size}, keep=self.cfg.train.keep_ckpts)
         self.plot()
         return path
+
+    def images_seen(self) -> int:
+        return self.step * self.per_step * self.world.size
 
     # --- outputs --------------------------------------------------------------------------------------
     def sample_grid(self, tb: TensorBoard | None = None) -> Path:
@@ -230,8 +267,8 @@ class Trainer:
 
     def run(self) -> dict:
         """Train until train.steps; returns the last logged metrics."""
-        t = self.cfg.train
-        tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None)
+        t, world = self.cfg.train, self.world
+        tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None) if world.main else None
         flops = step_flops(self.family, t.batch, self.cfg.model.res)
         peak, peak_how = peak_flops(self.device, self.precision or torch.float32)
         old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -239,12 +276,19 @@ class Trainer:
         augmenting = self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv
         bar = tqdm(total=t.steps, initial=self.step, desc=f"{self.cfg.preset}", unit="step",
                    disable=not self.progress, dynamic_ncols=True, mininterval=1.0)
-        if self.step == 0:
+        if self.step == 0 and world.main:
             self.sample_grid(tb)
         sums: dict[str, torch.Tensor] = {}
         n_sum, t_last, last = 0, time.perf_counter(), {}
+        shared_state = ddp.buffers(self.family.nets) + [v for v in self.family.extra_state().values()
+                                                         if torch.is_tensor(v)]
+
+        def stopping() -> bool:  # under torchrun, a signal to any process stops all at the same step
+            stop = self._stop_signal is not None
+            return ddp.any_rank(stop, world, self.device) if world.active else stop
+
         try:
-            while self.step < t.steps and self._stop_signal is None:
+            while self.step < t.steps and not stopping():
                 decay = self.cfg.optim
                 if decay.lr_decay < 1 and self.step % decay.lr_decay_every == 0:
                     self.family.scale_lr(decay.lr_decay ** (self.step // decay.lr_decay_every))
@@ -252,6 +296,8 @@ class Trainer:
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)
                 out = self.family.step(real, self.gen)
+                if world.active:  # BatchNorm statistics and k_t: the mean over ranks
+                    ddp.average_tensors(shared_state, world)
                 for k, v in out.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 n_sum += 1
@@ -260,27 +306,30 @@ class Trainer:
 
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     now = time.perf_counter()
+                    if world.active:
+                        sums = ddp.mean_over_ranks(sums, world)
                     values = {k: (v / n_sum).item() for k, v in sums.items()}
                     bad = [k for k, v in values.items() if not math.isfinite(v)]
                     if bad:
                         ckpts = list_checkpoints(self.run_dir / "checkpoints")
                         raise GankitError(f"non-finite {', '.join(bad)} at step {self.step}; last checkpoint: "
                                           f"{ckpts[-1] if ckpts else 'none'} (try a lower learning rate)")
-                    ips = n_sum * self.per_step / (now - t_last)
+                    ips = n_sum * self.per_step * world.size / (now - t_last)
                     values["images_per_s"] = ips
-                    values["mfu"] = flops * n_sum / (now - t_last) / peak
-                    last = {"step": self.step, "images": self.step * self.per_step, **values}
-                    self.metrics.append(last)
-                    tb.scalars(self.step, values)
+                    values["mfu"] = flops * n_sum / (now - t_last) / peak  # per process
+                    last = {"step": self.step, "images": self.images_seen(), **values}
+                    if world.main:
+                        self.metrics.append(last)
+                        tb.scalars(self.step, values)
                     bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in values.items()
                                                  if k not in ("images_per_s", "mfu"))
                                         + f" img/s={ips:.0f} mfu={100 * values['mfu']:.1f}%")
                     sums, n_sum = {}, 0
                     t_last = time.perf_counter()
                 busy = False
-                if self.step % t.sample_every == 0:
+                if self.step % t.sample_every == 0 and world.main:
                     self.sample_grid(tb); busy = True
-                if t.metric and self.step % t.metric_every == 0:
+                if t.metric and self.step % t.metric_every == 0 and world.main:
                     self.evaluate(tb); busy = True
                 if self.step % t.ckpt_every == 0:
                     self.checkpoint(); busy = True
@@ -290,13 +339,19 @@ class Trainer:
             bar.close()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-        if self.step % t.sample_every:
+        if self.step % t.sample_every and world.main:
             self.sample_grid(tb)
-        if not list_checkpoints(self.run_dir / "checkpoints") or self.step % t.ckpt_every:
+        if self.step % t.ckpt_every or not list_checkpoints(self.run_dir / "checkpoints"):
             self.checkpoint()
-        tb.close()
-        if self._stop_signal is not None:
+        if tb:
+            tb.close()
+        if self._stop_signal is not None and world.main:
             print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"continue with: gankit train --resume {self.run_dir}")
         last.update(flops_per_step=flops, peak_flops=peak, peak_source=peak_how)
+        if world.active:
+            last["processes"] = world.size
+            last["ranks_identical"] = ddp.digests_agree(self.family.nets, world)
+            if world.main and not last["ranks_identical"]:
+                print("gankit: warning: the processes' weights differ (please report this)", file=sys.stderr)
         return last

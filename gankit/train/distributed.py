@@ -1,0 +1,136 @@
+"""Data-parallel training under torchrun: one process per device, gradients averaged across them.
+
+`torchrun --nproc_per_node N -m gankit train ...` sets RANK, WORLD_SIZE and LOCAL_RANK; gankit then
+joins a process group (nccl on GPUs, gloo on CPUs). Each rank trains on its own shard of every
+global batch, and before each optimizer step the gradients of that optimizer's parameters are
+averaged over all ranks in one flat all-reduce, which is what DistributedDataParallel does. The
+DDP module wrapper itself is not used because GAN steps need what it cannot do: several forward
+passes per backward, torch.autograd.grad (BEGAN's simultaneous updates, WGAN-GP's penalty with its
+double backward) and frozen nets (StyleGAN2-ADA averages gradients by hand for the same reasons).
+BatchNorm running statistics and family state (BEGAN's k_t) are averaged after every step, so all
+ranks hold identical weights. Rank 0 alone writes logs, samples and checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device_type: str = "auto") -> World:
+    """Join the process group torchrun describes in the environment; a single process otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device_type in ("auto", "cuda")
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return World(rank, size, local_rank)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def average_gradients(params: list[torch.Tensor], world: World) -> None:
+    """Average the gradients of `params` over all ranks (one flat all-reduce)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def attach(optimizers: dict[str, torch.optim.Optimizer], world: World) -> None:
+    """Average gradients across ranks before every step of these optimizers."""
+    for opt in optimizers.values():
+        params = [p for group in opt.param_groups for p in group["params"]]
+        opt.register_step_pre_hook(lambda _opt, _args, _kwargs, params=params: average_gradients(params, world))
+
+
+def average_tensors(tensors: list[torch.Tensor], world: World) -> None:
+    """In-place mean over ranks of floating-point tensors (BatchNorm statistics, k_t)."""
+    floats = [t for t in tensors if t.is_floating_point()]
+    if not floats:
+        return
+    flat = torch.cat([t.detach().reshape(-1).float() for t in floats])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for t in floats:
+        n = t.numel()
+        t.detach().copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+
+
+def buffers(nets: dict[str, nn.Module]) -> list[torch.Tensor]:
+    return [b for net in nets.values() for b in net.buffers()]
+
+
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """True on every rank when it is true on any (a stop signal seen by one process stops all)."""
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tensor]:
+    """The per-rank metric sums averaged over ranks, in one all-reduce."""
+    keys = sorted(values)
+    flat = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+    dist.all_reduce(flat)
+    flat /= world.size
+    return dict(zip(keys, flat))
+
+
+def weights_digest(nets: dict[str, nn.Module]) -> str:
+    """sha256 of every parameter and buffer, in order (ranks compare it to prove they agree)."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, net in sorted(nets.items()):
+        for t in (*net.parameters(), *net.buffers()):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def digests_agree(nets: dict[str, nn.Module], world: World) -> bool:
+    """True when every rank holds bit-identical weights and buffers."""
+    mine = weights_digest(nets)
+    every = [None] * world.size
+    dist.all_gather_object(every, mine)
+    return all(d == mine for d in every)
+
+
+def broadcast_object(obj, world: World):
+    """Rank 0's value of a picklable object on every rank (the run folder's path)."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
