@@ -135,11 +135,13 @@ def cmd_eval(args) -> None:
     from .sample import load_run
     from .train.monitor import MetricsLog
     family, record = load_run(args.run)
+    family.use_ema = not args.no_ema
     for metric in args.metric:  # each metric sees the same generated images (same seed)
         gen = torch_generator(args.seed)
         result = evaluate_generator(metric, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
                                     args.fid_weights, args.features, args.bf16)
-        result = {"step": record["step"], **result}
+        result = {"step": record["step"], **result, **({"generator": "G" if args.no_ema else "ema"}
+                                                         if family.ema is not None else {})}
         MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
         _print_result(result, args.json, metric)
 
@@ -223,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fid10k, fid50k, kid10k, fd-<net>10k, kd-<net>10k; repeat to report several side by side")
     s.add_argument("--ref", required=True, help="reference set (a prepared dataset caches its statistics)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-ema", action="store_true", help="score the trained G, not its moving average (train.ema)")
     metric_options(s)
     s.set_defaults(func=cmd_eval)
 

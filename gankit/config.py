@@ -71,6 +71,8 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_ckpts: int = 3
     grid: int = 64  # images in each sample grid
+    ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0 = off.
+    #                   Sample grids, `gankit sample`, eval and the latent tools use the average when on.
     metric: str = ""  # e.g. fd-celeba-attr10k or fid10k, computed every metric_every steps; "" = off
     metric_every: int = 2000
     metric_ref: str = ""  # reference set for the metric (a prepared dataset caches its statistics)
@@ -137,6 +139,8 @@ class Config:
         for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):
             if not value > 0:
                 raise GankitError(f"config: {key} must be > 0, got {value}")
+        if not 0 <= t.ema < 1:
+            raise GankitError(f"config: train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
         if not 0 <= g.gamma <= 1:
             raise GankitError(f"config: gan.gamma must be in [0, 1], got {g.gamma}")
         if not 0 < o.lr_decay <= 1 or o.lr_decay_every < 1:

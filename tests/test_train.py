@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from gankit.cli import main
-from gankit.data import prepare
+from gankit.data import prepare, to_float
 from gankit.train import Trainer
 from gankit.train.checkpoint import load_latest
 from tests.conftest import shared, tiny
@@ -28,7 +28,7 @@ def assert_same_state(a, b):
                 assert torch.equal(v, b["opts"][opt]["state"][pid][k]), f"optimizer {opt} {pid}.{k} differs"
 
 
-@pytest.mark.parametrize("preset,extra", [("dcgan-32-cpu", []), ("wgan-gp-32-cpu", []),
+@pytest.mark.parametrize("preset,extra", [("dcgan-32-cpu", ["train.ema=0.9"]), ("wgan-gp-32-cpu", []),
                                           ("began-64-cpu", ["model.res=32", "optim.lr_decay=0.5",
                                                             "optim.lr_decay_every=2"])])
 def test_resume_is_exact_in_fp32(preset, extra, toy32, tmp_path):
@@ -47,6 +47,9 @@ def test_resume_is_exact_in_fp32(preset, extra, toy32, tmp_path):
     assert_same_state(a, b)
     for k, v in a["extra"].items():  # BEGAN's k_t
         assert torch.equal(v, b["extra"][k])
+    for k, v in a.get("ema", {}).items():  # the moving average of G
+        assert torch.equal(v, b["ema"][k]), k
+    assert ("ema" in a) == ("ema=0.9" in " ".join(extra))
     # the metrics log holds each step once; steps logged over the same window agree exactly
     loss = next(iter(straight.family.plots.values()))[0]  # loss_D, or L_real for BEGAN
     ra = {r["step"]: r[loss] for r in map(json.loads, (straight.run_dir / "metrics.jsonl").read_text().splitlines())}
@@ -202,3 +205,28 @@ def test_nan_loss_stops_with_a_clear_message(toy32, tmp_path, monkeypatch):
     monkeypatch.setattr(t.family, "step", step)
     with pytest.raises(GankitError, match="non-finite loss_D at step 4; last checkpoint: .*ckpt-00000002"):
         t.run()
+
+
+def test_ema_is_a_moving_average_used_for_sampling(toy32, featnet, tmp_path, capsys):
+    from gankit.cli import main
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=3", "train.ema=0.5"), str(toy32), tmp_path, progress=False)
+    g, ema = t.family.nets["G"], t.family.ema
+    before = [p.detach().clone() for p in ema.parameters()]
+    t.family.step(to_float(t.dataset.batch(t.stream.indices(0)), t.device), t.gen)
+    t.family.update_ema()
+    for e0, e1, p in zip(before, ema.parameters(), g.parameters()):
+        assert torch.allclose(e1, 0.5 * e0 + 0.5 * p, atol=1e-6)
+    z = t.family.sample_z(4, torch.Generator().manual_seed(0))
+    assert torch.allclose(t.family.generate(z), ema(z), rtol=1e-4, atol=1e-7)  # sampling uses the average
+    t.family.use_ema = False
+    raw = t.family.generate(z)
+    assert (raw - ema(z)).abs().max() > 0.05 * raw.abs().max()
+    t.family.use_ema = True
+    t.run()
+    values = {}
+    for flag, name in (([], "ema"), (["--no-ema"], "G")):
+        assert main(["eval", str(t.run_dir), "--metric", "fd-toyfaces-attr1k", "--ref", str(toy32), "--json", *flag]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["generator"] == name
+        values[name] = result["value"]
+    assert values["ema"] != values["G"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Iterator
 
 import torch
@@ -34,6 +35,8 @@ class Family:
         self.nets: dict[str, nn.Module] = {}
         self.opts: dict[str, torch.optim.Optimizer] = {}
         self.fast: dict[str, nn.Module] = {}
+        self.ema: nn.Module | None = None  # moving average of G (train.ema > 0)
+        self.use_ema = True  # sampling uses the average when there is one
 
     # --- set-up helpers used by subclasses ----------------------------------------------------------
     def finish_setup(self) -> None:
@@ -43,11 +46,23 @@ class Family:
             if self.cfg.train.channels_last:
                 net.to(memory_format=torch.channels_last)
         self.opts = self.make_optimizers()
+        if self.cfg.train.ema > 0:
+            self.ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
         for name, net in self.nets.items():
             if self.cfg.train.compile and name not in self.no_compile:
                 self.fast[name] = torch.compile(net)
             else:
                 self.fast[name] = net
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * G, parameters in place; buffers (BatchNorm statistics) copied."""
+        if self.ema is None:
+            return
+        g = self.nets["G"]
+        torch._foreach_lerp_(list(self.ema.parameters()), list(g.parameters()), 1.0 - self.cfg.train.ema)
+        for b_ema, b in zip(self.ema.buffers(), g.buffers()):
+            b_ema.copy_(b)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         o = self.cfg.optim
@@ -117,7 +132,11 @@ class Family:
         return self.decode(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z) in eval mode, differentiable in z (the latent tools optimise codes through it)."""
+        """G(z) in eval mode, differentiable in z (the latent tools optimise codes through it); the
+        moving average of G when there is one and `use_ema`."""
+        if self.ema is not None and self.use_ema:
+            with self.amp():
+                return self.ema(z).float()
         g = self.nets["G"]
         was_training = g.training
         g.eval()
@@ -135,9 +154,12 @@ class Family:
         pass
 
     def state_dict(self) -> dict:
-        return {"nets": {k: v.state_dict() for k, v in self.nets.items()},
-                "opts": {k: v.state_dict() for k, v in self.opts.items()},
-                "extra": self.extra_state()}
+        state = {"nets": {k: v.state_dict() for k, v in self.nets.items()},
+                 "opts": {k: v.state_dict() for k, v in self.opts.items()},
+                 "extra": self.extra_state()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for k, net in self.nets.items():
@@ -152,3 +174,5 @@ class Family:
                         if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
                             opt.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
         self.load_extra_state(state.get("extra", {}))
+        if self.ema is not None:  # a run that turns the average on when resumed starts it from G
+            self.ema.load_state_dict(state["ema"] if "ema" in state else self.nets["G"].state_dict())

@@ -298,6 +298,7 @@ class Trainer:
                 out = self.family.step(real, self.gen)
                 if world.active:  # BatchNorm statistics and k_t: the mean over ranks
                     ddp.average_tensors(shared_state, world)
+                self.family.update_ema()
                 for k, v in out.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 n_sum += 1
