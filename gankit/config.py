@@ -61,6 +61,7 @@ class AugmentConfig:
 class TrainConfig:
     batch: int = 128
     steps: int = 10_000  # generator updates
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
@@ -139,6 +140,8 @@ class Config:
         for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):
             if not value > 0:
                 raise GankitError(f"config: {key} must be > 0, got {value}")
+        if t.max_minutes < 0:
+            raise GankitError(f"config: train.max_minutes must be >= 0 (0 = no limit), got {t.max_minutes}")
         if not 0 <= t.ema < 1:
             raise GankitError(f"config: train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
         if not 0 <= g.gamma <= 1:

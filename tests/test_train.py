@@ -230,3 +230,15 @@ def test_ema_is_a_moving_average_used_for_sampling(toy32, featnet, tmp_path, cap
         assert result["generator"] == name
         values[name] = result["value"]
     assert values["ema"] != values["G"]
+
+
+def test_training_on_a_slice_holds_the_rest_out(toy32, tmp_path):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=1"), f"{toy32}[:150]", tmp_path, progress=False)
+    assert len(t.dataset) == 150 and t.dataset.attrs.shape[0] == 150
+    assert t.run_dir.name.endswith("toy32-0-150")
+    t.run()
+    r = Trainer.resume(t.run_dir, ["train.steps=2"], progress=False)
+    assert len(r.dataset) == 150
+    from gankit.errors import GankitError
+    with pytest.raises(GankitError, match="selects no images"):
+        Trainer.new(tiny("dcgan-32-cpu"), f"{toy32}[500:]", tmp_path, progress=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,21 @@ from ..errors import GankitError
 BUILTIN = "toyfaces"  # `--data toyfaces` prepares (once) and uses the embedded default
 
 
+def split_rows(spec: str | Path) -> tuple[str, slice]:
+    """`data/celeba64[:9000]` -> ("data/celeba64", slice(None, 9000)); no brackets: every row."""
+    m = re.match(r"^(.*)\[(\d*):(\d*)\]$", str(spec))
+    if not m:
+        return str(spec), slice(None)
+    return m[1], slice(int(m[2]) if m[2] else None, int(m[3]) if m[3] else None)
+
+
 class PreparedDataset:
-    """A folder written by `gankit prepare`. Images stay memory-mapped unless `in_memory`."""
+    """A folder written by `gankit prepare`, optionally a slice of its rows (`path[a:b]`, e.g. to hold
+    images out of training). Images stay memory-mapped unless `in_memory`."""
 
     def __init__(self, path: str | Path, in_memory: bool | None = None):
-        self.path = Path(path)
+        path, rows = split_rows(path)
+        self.path, self.rows = Path(path), rows
         meta_file, img_file = self.path / "meta.json", self.path / "images.npy"
         if not self.path.is_dir():
             raise GankitError(f"--data {self.path}: not a folder (make one with `gankit prepare`)")
@@ -29,6 +40,9 @@ class PreparedDataset:
             raise GankitError(f"--data {self.path}: unreadable prepared dataset ({e})") from None
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] != 3:
             raise GankitError(f"{img_file}: expected uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}")
+        self.images = self.images[rows]
+        if len(self.images) == 0:
+            raise GankitError(f"--data {path}: the slice [{rows.start or ''}:{rows.stop or ''}] selects no images")
         if in_memory is None:
             in_memory = self.images.nbytes < 4 << 30
         if in_memory:
@@ -39,7 +53,7 @@ class PreparedDataset:
 
     def _optional(self, name: str) -> np.ndarray | None:
         f = self.path / name
-        return np.load(f, allow_pickle=False) if f.exists() else None
+        return np.load(f, allow_pickle=False)[self.rows] if f.exists() else None
 
     def __len__(self) -> int:
         return len(self.images)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.dataset import PreparedDataset
+from ..data.dataset import PreparedDataset, split_rows
 from ..data.prepare import list_images
 from ..errors import GankitError
 from .extract import extract_features
@@ -58,7 +58,7 @@ def load_features(spec: MetricSpec | str, fid_weights: str | None = None, featur
         from .inception import find_fid_weights, load_fid_inception
         path = find_fid_weights(fid_weights)
         return Features(load_fid_inception(path), f"inception-{path.stat().st_size}", "inception")
-    location = features or (str(Path(ref) / "features") if ref else None)
+    location = features or (str(Path(split_rows(ref)[0]) / "features") if ref else None)
     if location is None:
         raise GankitError(f"metric needs the feature network {net_name!r}: pass --features DIR")
     feats = feature_net_at(location)
@@ -81,10 +81,7 @@ def image_set(spec: str | Path, limit: int | None = None, batch: int = 50) -> tu
 
     A trailing slice selects rows: `data/celeba64[:5000]`, `data/celeba64[5000:]`.
     """
-    rows = slice(None)
-    m = re.match(r"^(.*)\[(\d*):(\d*)\]$", str(spec))
-    if m:
-        spec, rows = m[1], slice(int(m[2]) if m[2] else None, int(m[3]) if m[3] else None)
+    spec, rows = split_rows(spec)
     path = Path(spec)
     if path.is_dir() and (path / "images.npy").exists():
         arr = PreparedDataset(path, in_memory=False).images

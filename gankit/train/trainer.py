@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import Config
 from ..data import BUILTIN, BatchStream, PreparedDataset, prepare, to_float
 from ..data.augment import augment
+from ..data.dataset import split_rows
 from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
@@ -117,7 +118,9 @@ class Trainer:
     def new(cls, cfg: Config, data: str, runs_root: str | Path = "runs", progress: bool = True,
             world: ddp.World = ddp.World()) -> "Trainer":
         cfg.validate()
-        data_name = BUILTIN if data == BUILTIN else Path(data).name
+        base, rows = split_rows(data)
+        data_name = BUILTIN if data == BUILTIN else Path(base).name + (
+            f"-{rows.start or 0}-{rows.stop if rows.stop is not None else 'end'}" if data != base else "")
         run_dir = new_run_dir(Path(runs_root), cfg.preset, data_name) if world.main else None
         if world.active:
             run_dir = ddp.broadcast_object(run_dir, world)
@@ -283,8 +286,10 @@ class Trainer:
         shared_state = ddp.buffers(self.family.nets) + [v for v in self.family.extra_state().values()
                                                          if torch.is_tensor(v)]
 
+        deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
+
         def stopping() -> bool:  # under torchrun, a signal to any process stops all at the same step
-            stop = self._stop_signal is not None
+            stop = self._stop_signal is not None or time.monotonic() > deadline
             return ddp.any_rank(stop, world, self.device) if world.active else stop
 
         try:
@@ -346,6 +351,8 @@ class Trainer:
             self.checkpoint()
         if tb:
             tb.close()
+        if self.step < t.steps and self._stop_signal is None and world.main:
+            print(f"gankit: train.max_minutes={t.max_minutes:g} reached at step {self.step}")
         if self._stop_signal is not None and world.main:
             print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"continue with: gankit train --resume {self.run_dir}")
