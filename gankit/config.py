@@ -62,6 +62,8 @@ class TrainConfig:
     batch: int = 128
     steps: int = 10_000  # generator updates
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
+    nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
+    nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
@@ -140,6 +142,9 @@ class Config:
         for key, value in (("optim.lr_g", o.lr_g), ("optim.lr_d", o.lr_d)):
             if not value > 0:
                 raise GankitError(f"config: {key} must be > 0, got {value}")
+        if t.nan_retries < 0 or not 0 < t.nan_lr_factor <= 1:
+            raise GankitError(f"config: train.nan_retries must be >= 0 and train.nan_lr_factor in (0, 1], "
+                              f"got {t.nan_retries} and {t.nan_lr_factor}")
         if t.max_minutes < 0:
             raise GankitError(f"config: train.max_minutes must be >= 0 (0 = no limit), got {t.max_minutes}")
         if not 0 <= t.ema < 1:

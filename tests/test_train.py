@@ -191,20 +191,64 @@ def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):
     assert [p.name for p in (t.run_dir / "checkpoints").glob("*.json")] == ["ckpt-00000002.json"]
 
 
-def test_nan_loss_stops_with_a_clear_message(toy32, tmp_path, monkeypatch):
-    from gankit.errors import GankitError
-    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=6", "train.log_every=2"), str(toy32), tmp_path, progress=False)
-    real_step = t.family.step
+def test_nan_loss_rolls_back_lowers_the_learning_rate_and_continues(toy32, tmp_path, monkeypatch, capsys):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=8", "train.log_every=2"), str(toy32), tmp_path, progress=False)
+    real_step, injected = t.family.step, []
 
-    def step(real, gen):
+    def step(real, gen):  # one NaN, at the 5th step
         out = real_step(real, gen)
-        if t.step >= 3:
+        if t.step == 4 and not injected:
+            injected.append(t.step)
             out["loss_D"] = torch.tensor(float("nan"))
         return out
 
     monkeypatch.setattr(t.family, "step", step)
-    with pytest.raises(GankitError, match="non-finite loss_D at step 4; last checkpoint: .*ckpt-00000002"):
+    last = t.run()
+    assert last["step"] == 8 and np.isfinite(last["loss_D"])
+    assert "non-finite loss_D at step 5; rolled back to step 4" in capsys.readouterr().err
+    recs = [json.loads(line) for line in (t.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rollback = [r for r in recs if "rollback" in r]
+    assert rollback == [{"step": 4, "rollback": 1, "non_finite": "loss_D", "at_step": 5, "lr_scale": 0.5}]
+    for name, opt in t.family.opts.items():
+        assert opt.param_groups[0]["lr"] == pytest.approx(t.family.base_lr[name] * 0.5)
+    state, _ = load_latest(t.run_dir / "checkpoints")
+    assert state["lr_scale"] == 0.5 and state["rollbacks"] == 1  # a resume keeps the lowered rate
+    r = Trainer.resume(t.run_dir, ["train.steps=9"], progress=False)
+    assert r.family.opts["G"].param_groups[0]["lr"] == pytest.approx(r.family.base_lr["G"] * 0.5)
+
+
+def test_nan_that_keeps_coming_back_stops_after_the_retries(toy32, tmp_path, monkeypatch):
+    from gankit.errors import GankitError
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=6", "train.log_every=2", "train.nan_retries=2"), str(toy32),
+                    tmp_path, progress=False)
+    real_step = t.family.step
+
+    def step(real, gen):
+        out = real_step(real, gen)
+        if t.step >= 2:
+            out["loss_D"] = torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(t.family, "step", step)
+    with pytest.raises(GankitError, match=r"non-finite loss_D at step 3 after 2 roll-back\(s\).*ckpt-00000002"):
         t.run()
+
+
+def test_diverged_weights_roll_back_instead_of_being_checkpointed(toy32, tmp_path, monkeypatch):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=4"), str(toy32), tmp_path, progress=False)
+    real_step, done = t.family.step, []
+
+    def step(real, gen):
+        out = real_step(real, gen)
+        if t.step == 3 and not done:  # weights blow up but the losses of this step look fine
+            done.append(1)
+            with torch.no_grad():
+                next(t.family.nets["D"].parameters()).fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(t.family, "step", step)
+    assert t.run()["step"] == 4
+    assert t.rollbacks == 1 and t.weights_finite()
 
 
 def test_ema_is_a_moving_average_used_for_sampling(toy32, featnet, tmp_path, capsys):

@@ -111,6 +111,8 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")  # written by rank 0 only
         self._stop_signal: int | None = None
         self.best: float | None = None  # best value of train.metric so far (lower is better)
+        self.lr_scale = 1.0  # lowered by each roll-back after a non-finite loss or weight
+        self.rollbacks = 0
         self._features = None  # the metric's feature network, loaded once
 
     # --- construction ----------------------------------------------------------------------------
@@ -184,7 +186,8 @@ class Trainer:
     # --- state ----------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"family": self.family.state_dict(), "gen": self.gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "best_metric": self.best}
+                "torch_rng": torch.get_rng_state(), "best_metric": self.best,
+                "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}
 
     def load_state(self, state: dict, step: int) -> None:
         try:
@@ -195,7 +198,47 @@ class Trainer:
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         self.best = state.get("best_metric")
+        self.lr_scale = state.get("lr_scale", 1.0)
+        self.rollbacks = state.get("rollbacks", 0)
         self.step = step
+        self.apply_lr()
+
+    def apply_lr(self) -> None:
+        """Learning rates: configured x roll-back scale x the decay schedule at this step."""
+        o = self.cfg.optim
+        self.family.scale_lr(self.lr_scale * o.lr_decay ** (self.step // o.lr_decay_every))
+
+    def weights_finite(self) -> bool:
+        return all(torch.isfinite(p).all() for net in self.family.nets.values() for p in net.parameters())
+
+    def rollback(self, what: str, at_step: int | None = None) -> None:
+        """After a non-finite `what` at this step: back to the newest intact checkpoint with lower
+        learning rates and a fresh noise stream, or stop after train.nan_retries roll-backs."""
+        t = self.cfg.train
+        ckpts = list_checkpoints(self.run_dir / "checkpoints")
+        last = ckpts[-1] if ckpts else "none"
+        if self.rollbacks >= t.nan_retries:
+            raise GankitError(f"non-finite {what} at step {at_step or self.step} after {self.rollbacks} roll-back(s) "
+                              f"(train.nan_retries={t.nan_retries}); stopping. Last good checkpoint: {last}; "
+                              f"lower optim.lr_g / optim.lr_d and resume")
+        loaded = load_latest(self.run_dir / "checkpoints")
+        if loaded is None:
+            raise GankitError(f"non-finite {what} at step {at_step or self.step} before any checkpoint; "
+                              f"lower optim.lr_g / optim.lr_d (or train.ckpt_every) and start again")
+        state, record = loaded
+        bad_step, rollbacks = at_step or self.step, self.rollbacks + 1
+        self.load_state(state, record["step"])
+        self.rollbacks = rollbacks
+        self.lr_scale *= t.nan_lr_factor
+        self.apply_lr()
+        self.gen.manual_seed(t.seed + 1_000_003 * self.world.rank + 7919 * rollbacks + self.step)
+        if self.world.main:
+            self.metrics.truncate_after(self.step)
+            self.metrics.append({"step": self.step, "rollback": rollbacks, "non_finite": what, "at_step": bad_step,
+                                 "lr_scale": self.lr_scale})
+            print(f"gankit: warning: non-finite {what} at step {bad_step}; rolled back to step {self.step} "
+                  f"({record['tensors']}), learning rates x{self.lr_scale:g} ({rollbacks}/{t.nan_retries})",
+                  file=sys.stderr)
 
     def checkpoint(self) -> Path:
         bad = [name for name, net in self.family.nets.items()
@@ -294,15 +337,23 @@ class Trainer:
 
         try:
             while self.step < t.steps and not stopping():
-                decay = self.cfg.optim
-                if decay.lr_decay < 1 and self.step % decay.lr_decay_every == 0:
-                    self.family.scale_lr(decay.lr_decay ** (self.step // decay.lr_decay_every))
+                if self.cfg.optim.lr_decay < 1 and self.step % self.cfg.optim.lr_decay_every == 0:
+                    self.apply_lr()
                 real = to_float(self.dataset.batch(self.stream.indices(self.step)), self.device, t.channels_last)
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)
                 out = self.family.step(real, self.gen)
                 if world.active:  # BatchNorm statistics and k_t: the mean over ranks
                     ddp.average_tensors(shared_state, world)
+                # every step on CPU (a cheap check); at log steps on GPUs (a check is a host sync)
+                if self.device.type == "cpu" or (self.step + 1) % t.log_every == 0:
+                    bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
+                    if world.active:
+                        bad = ["loss"] if ddp.any_rank(bool(bad), world, self.device) else []
+                    if bad:
+                        self.rollback(", ".join(bad), at_step=self.step + 1)
+                        sums, n_sum, t_last = {}, 0, time.perf_counter()
+                        continue
                 self.family.update_ema()
                 for k, v in out.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
@@ -316,10 +367,10 @@ class Trainer:
                         sums = ddp.mean_over_ranks(sums, world)
                     values = {k: (v / n_sum).item() for k, v in sums.items()}
                     bad = [k for k, v in values.items() if not math.isfinite(v)]
-                    if bad:
-                        ckpts = list_checkpoints(self.run_dir / "checkpoints")
-                        raise GankitError(f"non-finite {', '.join(bad)} at step {self.step}; last checkpoint: "
-                                          f"{ckpts[-1] if ckpts else 'none'} (try a lower learning rate)")
+                    if bad:  # caught here on GPUs between checks (sums over the interval)
+                        self.rollback(", ".join(bad))
+                        sums, n_sum, t_last = {}, 0, time.perf_counter()
+                        continue
                     ips = n_sum * self.per_step * world.size / (now - t_last)
                     values["images_per_s"] = ips
                     values["mfu"] = flops * n_sum / (now - t_last) / peak  # per process
@@ -338,6 +389,10 @@ class Trainer:
                 if t.metric and self.step % t.metric_every == 0 and world.main:
                     self.evaluate(tb); busy = True
                 if self.step % t.ckpt_every == 0:
+                    if not self.weights_finite():  # never checkpoint a diverged state
+                        self.rollback("weights")
+                        sums, n_sum, t_last = {}, 0, time.perf_counter()
+                        continue
                     self.checkpoint(); busy = True
                 if busy:  # sampling and checkpoint time does not count against images/s
                     t_last = time.perf_counter()
