@@ -18,6 +18,8 @@ def cmd_prepare(args) -> None:
     skipped = meta["skipped_count"]
     print(f"prepared {meta['count']} images of {args.source} at {args.res} px into {args.out} "
           f"in {meta['seconds']:.1f} s; skipped {skipped}")
+    if skipped:
+        print("  skipped by reason: " + ", ".join(f"{k} {v}" for k, v in meta.get("skipped_by_reason", {}).items()))
     for s in meta["skipped"][:10]:
         print(f"  skipped {s['file']}: {s['error']}")
     if skipped > 10:

@@ -102,12 +102,12 @@ class Config:
                 cfg.preset = value
                 continue
             section = getattr(cfg, key, None)
-            if not dataclasses.is_dataclass(section):
+            if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
                 raise GankitError(f"config: unknown section {key!r}")
             for k, v in value.items():
                 if not hasattr(section, k):
                     raise GankitError(f"config: unknown key {key}.{k}")
-                setattr(section, k, v)
+                setattr(section, k, _typed(f"{key}.{k}", v, getattr(section, k)))
         cfg.validate()
         return cfg
 
@@ -161,6 +161,18 @@ class Config:
 
 
 FAMILIES = ("dcgan", "wgan", "began", "vae", "vaegan")
+
+
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """A value read from a config file, checked against the type of the field's default (an int
+    is accepted where a float is expected)."""
+    want = type(default)
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+          isinstance(value, int) and not isinstance(value, bool) if want is int else isinstance(value, want))
+    if not ok:
+        raise GankitError(f"config: {key} must be a {want.__name__}, got {value!r}")
+    return float(value) if want is float else value
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:

@@ -57,16 +57,38 @@ class Plan:
 
 # --- decoding (runs in worker processes) ----------------------------------------------------------
 
+MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
+MIN_SIDE = 8  # refuse images whose short side is smaller: nothing to learn from a 1x1 thumbnail
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB: 16-bit and float greys scaled (not clipped), transparency
+    composited onto white, CMYK / palette / grey converted."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return im.convert("RGB")
+
+
 def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
     """Decode one file, take the centre square and resize it (antialiased) to res x res."""
     with Image.open(path) as im:
         w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise ValueError(f"{w}x{h} px is over the {MAX_PIXELS // 1_000_000} megapixel limit (decompression bomb?)")
+        if min(w, h) < MIN_SIDE:
+            raise ValueError(f"{w}x{h} px is too small (short side under {MIN_SIDE} px)")
         side = min(w, h) if crop_fraction is None else min(w, h, round(w * crop_fraction))
         if im.format == "JPEG" and side >= 4 * res:
             # let libjpeg decode at 1/2, 1/4 or 1/8 scale; keeps at least 2x the target size
             scale = 2 * res / side
             im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-        im = im.convert("RGB")
+        im = to_rgb(im)
         f = im.size[0] / w  # the draft scale
         cw, ch = im.size
         s = max(1, round(side * f))
@@ -77,6 +99,15 @@ def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
     if arr.shape != (res, res, 3):
         raise ValueError(f"decoded to shape {arr.shape}")
     return arr
+
+
+def skip_reasons(skipped: list[dict]) -> dict[str, int]:
+    """How many files were skipped for each kind of error (the error's type name)."""
+    counts: dict[str, int] = {}
+    for s in skipped:
+        kind = s["error"].split(":", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _decode(args: tuple[int, str], res: int, crop_fraction: float | None):
@@ -216,7 +247,12 @@ def plan_flowers(paths: list[Path], **_) -> Plan:
         offset = len(class_names)
         if mat.exists():  # Oxford 102
             from scipy.io import loadmat
-            lab = loadmat(mat)["labels"].ravel().astype(int)  # 1..102 for image_00001..
+            try:
+                lab = np.asarray(loadmat(mat)["labels"]).ravel().astype(int)  # 1..102 for image_00001..
+            except Exception as e:
+                raise GankitError(f"flowers: cannot read {mat}: {type(e).__name__}: {e}") from None
+            if lab.size == 0 or lab.min() < 1:
+                raise GankitError(f"flowers: {mat} holds no labels 1..N")
             for f in found:
                 m = re.search(r"image_(\d+)", Path(f).name)
                 if m and 1 <= int(m.group(1)) <= len(lab):
@@ -405,6 +441,7 @@ def prepare(source: str, paths: Iterable[str | Path], res: int, out: str | Path,
             "classes": plan.class_names,
             "has_partition": plan.partition is not None,
             "skipped_count": len(skipped),
+            "skipped_by_reason": skip_reasons(skipped),
             "skipped": skipped,
             "limit": limit,
             "seconds": round(time.time() - t0, 2),

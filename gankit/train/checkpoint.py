@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,38 @@ def unflatten(skel: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skel
 
 
+_passes: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """A hook for the reliability tests: with GANKIT_FAULT=<name>:<n> in the environment, this process
+    kills itself with SIGKILL the n-th time it reaches `name` (a moment inside a checkpoint write)."""
+    spec = os.environ.get("GANKIT_FAULT")
+    if not spec or spec.partition(":")[0] != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] >= int(spec.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Replace a small text file (config.json, run.json) so that a kill leaves the old or the new one."""
     _write_atomic(Path(path), text.encode())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, fault: str = "") -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if fault:
+            fault_point(fault)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an error leaves no partial file behind
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -86,10 +107,18 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, info: dict, k
     skeleton = flatten(state, tensors)
     blob = st_save(tensors)
     stem = f"ckpt-{step:08d}"
-    _write_atomic(directory / f"{stem}.safetensors", blob)
     record = {"format": FORMAT, "step": step, "tensors": f"{stem}.safetensors",
               "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob), **info, "state": skeleton}
-    _write_atomic(directory / f"{stem}.json", json.dumps(record).encode())
+    try:
+        _write_atomic(directory / f"{stem}.safetensors", blob, fault="ckpt-tensors-written")
+        fault_point("ckpt-between-files")
+        _write_atomic(directory / f"{stem}.json", json.dumps(record).encode(), fault="ckpt-json-written")
+    except OSError as e:
+        if not (directory / f"{stem}.json").exists():  # an orphan tensor file of this failed write
+            (directory / f"{stem}.safetensors").unlink(missing_ok=True)
+        previous = [p.name for p in list_checkpoints(directory) if p.stem != stem]
+        raise GankitError(f"could not write checkpoint {directory / stem} ({e.strerror or e}); "
+                          f"the previous one ({previous[-1] if previous else 'none'}) is intact") from None
     _fsync_dir(directory)
     for old in list_checkpoints(directory)[:-keep]:
         for p in (old, old.with_suffix(".safetensors")):

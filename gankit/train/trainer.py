@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -72,7 +73,10 @@ def open_dataset(data: str, res: int) -> PreparedDataset:
 
 
 def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GankitError(f"--runs {root}: cannot create the runs folder ({e.strerror or e})") from None
     numbers = [int(m[1]) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
     n = max(numbers, default=-1) + 1
     while True:
@@ -82,6 +86,24 @@ def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
             return path
         except FileExistsError:
             n += 1
+        except OSError as e:
+            raise GankitError(f"--runs {root}: cannot create a run folder there ({e.strerror or e})") from None
+
+
+def check_writable(run_dir: Path, need_bytes: int) -> None:
+    """Before training: the run folder takes a file, and its disk has room for the checkpoints kept
+    plus one being written, so a full disk is a clear error now rather than a failed write later."""
+    import shutil
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"gankit")
+        probe.unlink()
+    except OSError as e:
+        raise GankitError(f"run folder {run_dir} is not writable ({e.strerror or e})") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < need_bytes:
+        raise GankitError(f"run folder {run_dir}: {free / 2**20:.0f} MiB free on its disk, but checkpoints and "
+                          f"samples need about {need_bytes / 2**20:.0f} MiB (train.keep_ckpts, or free some space)")
 
 
 class Trainer:
@@ -144,11 +166,18 @@ class Trainer:
         in a single fp32 process; with several, the data shards and noise streams differ)."""
         from ..config import apply_overrides
         run_dir = Path(run_dir)
-        try:
-            cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-            info = json.loads((run_dir / "run.json").read_text())
-        except (OSError, ValueError) as e:
-            raise GankitError(f"--resume {run_dir}: not a gankit run folder ({e})") from None
+        for name in ("config.json", "run.json"):
+            try:
+                loaded = json.loads((run_dir / name).read_text())
+            except (OSError, ValueError) as e:
+                raise GankitError(f"--resume {run_dir / name}: unreadable, is this a gankit run folder? ({e})") from None
+            if name == "config.json":
+                try:
+                    cfg = Config.from_dict(loaded)
+                except GankitError as e:
+                    raise GankitError(f"--resume {run_dir / name}: {e}") from None
+            else:
+                info = loaded
         cfg = apply_overrides(cfg, overrides or [])
         trainer = cls(cfg, run_dir, data or info["data"], progress, world)
         if world.main:
@@ -255,6 +284,14 @@ class Trainer:
         self.plot()
         return path
 
+    def disk_needed(self) -> int:
+        """Bytes the run may still write: (keep_ckpts + 1) checkpoints of this state, and 64 MiB for
+        samples, plots and logs."""
+        state_bytes = sum(t.numel() * t.element_size() for net in self.family.nets.values()
+                          for t in (*net.parameters(), *net.buffers()))
+        with_optimizer = 3 * state_bytes + (state_bytes if self.family.ema is not None else 0)
+        return (self.cfg.train.keep_ckpts + 1) * with_optimizer + (64 << 20)
+
     def images_seen(self) -> int:
         return self.step * self.per_step * self.world.size
 
@@ -314,6 +351,8 @@ class Trainer:
     def run(self) -> dict:
         """Train until train.steps; returns the last logged metrics."""
         t, world = self.cfg.train, self.world
+        if world.main:
+            check_writable(self.run_dir, self.disk_needed())
         tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None) if world.main else None
         flops = step_flops(self.family, t.batch, self.cfg.model.res)
         peak, peak_how = peak_flops(self.device, self.precision or torch.float32)
