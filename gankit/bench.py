@@ -3,7 +3,8 @@
     python -m gankit.bench [--preset dcgan-64] [--steps 3] [--jpegs DIR]
     python -m gankit.bench --throughput dcgan-64-cpu,began-64-cpu,vae-64-cpu   # any family, gankit's path only
 
-Three loops train the same DCGAN networks (MISSION conv3 table, batch 128) on the same machine:
+Three loops train the same networks (MISSION conv3 tables, batch 128) on the same machine, the
+DCGAN-64 preset or WGAN-GP-64 (LayerNorm critic, 5 critic steps with the gradient penalty):
   gankit      the trainer's path: prepared uint8 array, bf16 autocast where native, channels_last,
               fused Adam, no D weight gradients in the G update (and torch.compile if --compile)
   plain       a plain fp32 eager loop written here (NCHW, default Adam) on pre-decoded tensors
@@ -45,12 +46,13 @@ def plain_generator(z_dim=100, w=128):
         nn.ConvTranspose2d(w, 3, 3, 2, 1, 1), nn.Tanh())
 
 
-def plain_discriminator(w=128):
+def plain_discriminator(w=128, norm="batch"):
+    nl = (lambda c: nn.BatchNorm2d(c)) if norm == "batch" else (lambda c: nn.GroupNorm(1, c))  # LayerNorm critic
     return nn.Sequential(
-        nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.LeakyReLU(0.2),
-        nn.Conv2d(w, 2 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-        nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
-        nn.Conv2d(4 * w, 8 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(8 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(3, w, 3, 2, 1, bias=False), nl(w), nn.LeakyReLU(0.2),
+        nn.Conv2d(w, 2 * w, 3, 2, 1, bias=False), nl(2 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nl(4 * w), nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * w, 8 * w, 3, 2, 1, bias=False), nl(8 * w), nn.LeakyReLU(0.2),
         nn.Flatten(), nn.Linear(8 * w * 16, 1))
 
 
@@ -70,11 +72,12 @@ def time_steps(step, warmup: int, steps: int) -> list[float]:
 
 
 def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: int, z_dim: int, width: int,
-                warmup: int, steps: int) -> list[float]:
+                warmup: int, steps: int, wgan_gp: bool = False) -> list[float]:
     torch.manual_seed(0)
-    G, D = plain_generator(z_dim, width), plain_discriminator(width)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    G, D = plain_generator(z_dim, width), plain_discriminator(width, "layer" if wgan_gp else "batch")
+    betas = (0.0, 0.9) if wgan_gp else (0.5, 0.999)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4 if wgan_gp else 2e-4, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4 if wgan_gp else 2e-4, betas=betas)
     bce = nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(0)
 
@@ -86,6 +89,20 @@ def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: in
             arr = images_u8[rng.integers(0, len(images_u8), batch)]
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
 
+    def step_wgan_gp():  # 5 critic updates with the gradient penalty, then one generator update
+        for _ in range(5):
+            real = next_batch()
+            with torch.no_grad():
+                fake = G(torch.randn(batch, z_dim))
+            eps = torch.rand(batch, 1, 1, 1)
+            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+            gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            loss_d = D(fake).mean() - D(real).mean() + 10 * gp
+            opt_d.zero_grad(); loss_d.backward(); opt_d.step()
+        loss_g = -D(G(torch.randn(batch, z_dim))).mean()
+        opt_g.zero_grad(); loss_g.backward(); opt_g.step()
+
     def step():
         real = next_batch()
         fake = G(torch.randn(batch, z_dim))
@@ -94,7 +111,7 @@ def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: in
         loss_g = bce(D(fake), torch.ones(batch, 1))
         opt_g.zero_grad(); loss_g.backward(); opt_g.step()
 
-    return time_steps(step, warmup, steps)
+    return time_steps(step_wgan_gp if wgan_gp else step, warmup, steps)
 
 
 def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, compile: bool):
@@ -154,8 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
         return res
 
     cfg = load_preset(args.preset)
-    if cfg.model.family != "dcgan" or cfg.model.arch != "conv3" or cfg.model.res != 64:
-        raise SystemExit("gankit.bench: the plain loop implements the conv3 DCGAN at 64 px only")
+    wgan_gp = cfg.model.family == "wgan" and cfg.gan.gp_lambda > 0 and cfg.model.d_norm == "layer"
+    if cfg.model.family not in ("dcgan", "wgan") or (cfg.model.family == "wgan" and not wgan_gp) \
+            or cfg.model.arch != "conv3" or cfg.model.res != 64:
+        raise SystemExit("gankit.bench: the plain loops implement the conv3 DCGAN and WGAN-GP (LayerNorm) at 64 px")
+    per_step = cfg.train.batch * (cfg.gan.n_critic if wgan_gp else 1)  # real images a step consumes
     batch, z_dim, width = cfg.train.batch, cfg.model.z_dim, cfg.model.width
     images = np.stack([draw_face(i, 64)[0] for i in range(512)])
 
@@ -164,11 +184,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     g_times, family, precision, cfg = bench_gankit(args.preset, images, args.warmup, args.steps, args.compile)
     assert n_params(family.nets["G"]) == n_params(plain_generator(z_dim, width)), "G differs from the plain loop's"
-    assert n_params(family.nets["D"]) == n_params(plain_discriminator(width)), "D differs from the plain loop's"
+    assert n_params(family.nets["D"]) == n_params(plain_discriminator(width, "layer" if wgan_gp else "batch")), \
+        "D differs from the plain loop's"
     flops = step_flops(family, batch, 64)
     peak, _ = peak_flops(torch.device("cpu"), precision or torch.float32)
     rows = {"gankit": g_times}
-    rows["plain"] = bench_plain(images, None, batch, z_dim, width, args.warmup, args.steps)
+    rows["plain"] = bench_plain(images, None, batch, z_dim, width, args.warmup, args.steps, wgan_gp)
     if not args.skip_jpeg:
         if args.jpegs:
             jpegs = list_images(Path(args.jpegs))
@@ -177,15 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
             for i in range(256):
                 Image.fromarray(images[i]).save(tmp / f"{i}.jpg", quality=90)
             jpegs = list_images(tmp)
-        rows["plain+jpeg"] = bench_plain(None, jpegs, batch, z_dim, width, args.warmup, args.steps)
+        rows["plain+jpeg"] = bench_plain(None, jpegs, batch, z_dim, width, args.warmup, args.steps, wgan_gp)
 
-    base = batch / statistics.median(rows["plain"])
+    base = per_step / statistics.median(rows["plain"])
     print(f"{args.preset}, batch {batch}, {results['machine']}, torch {torch.__version__}, "
           f"gankit precision {'bf16' if precision else 'fp32'}{' + compile' if args.compile else ''}")
     print(f"{'loop':12s} {'img/s':>8s} {'s/step':>8s} {'vs plain':>9s} {'MFU':>6s}")
     for name, times in rows.items():
         t = statistics.median(times)
-        ips = batch / t
+        ips = per_step / t
         mfu = flops / t / peak if name == "gankit" else flops / t / peak_flops(torch.device("cpu"), torch.float32)[0]
         results[name] = {"images_per_s": round(ips, 2), "s_per_step": round(t, 3), "speedup": round(ips / base, 2),
                          "mfu": round(mfu, 3), "times": [round(x, 3) for x in times]}

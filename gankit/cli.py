@@ -98,6 +98,16 @@ def cmd_explore(args) -> None:
     print(f"record: {record['json']}")
 
 
+def cmd_serve(args) -> None:
+    try:
+        from .serve.app import serve
+    except ImportError as e:
+        raise GankitError(f"serve needs starlette, uvicorn and python-multipart: pip install 'gankit[serve]' ({e})") \
+            from None
+    attributes = tuple(a for a in args.attributes.split(",") if a)
+    serve(args.run, args.host, args.port, n_pca=args.pca, attributes=attributes, seed=args.seed)
+
+
 def cmd_presets(args) -> None:
     from .config import load_preset, preset_description, preset_names
     for name in preset_names():
@@ -309,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     project_options(s)
     s.set_defaults(func=cmd_explore, tool="project")
+
+    s = sub.add_parser("serve", help="explore a run in the browser: samples, sliders, interpolation, projection")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    s.add_argument("--pca", type=int, default=6, help="PCA sliders (default 6)")
+    s.add_argument("--attributes", default="Smiling,Wearing_Lipstick,Eyeglasses,Male,Blond_Hair,Mustache",
+                   help="attribute sliders fitted at start when the data has an attribute network")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

@@ -286,3 +286,13 @@ def test_training_on_a_slice_holds_the_rest_out(toy32, tmp_path):
     from gankit.errors import GankitError
     with pytest.raises(GankitError, match="selects no images"):
         Trainer.new(tiny("dcgan-32-cpu"), f"{toy32}[500:]", tmp_path, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path_keeps_data_on_the_gpu_and_trains(toy32, tmp_path):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=4", "train.device=cuda", "train.precision=auto"), str(toy32),
+                    tmp_path, progress=False)
+    assert t._device_images is not None and t._device_images.is_cuda
+    assert t.real_batch(0).is_cuda
+    last = t.run()
+    assert last["step"] == 4 and np.isfinite(last["loss_D"])

@@ -202,11 +202,13 @@ class Studio:
                       row_labels=[f"PC{i + 1} {100 * s:.1f}%" for i, s in enumerate(fit.share.tolist())],
                       col_labels=[f"{a:+.1f}sd" for a in amounts.tolist()])
         spectrum = self._spectrum_plot(fit, prior_fit, source)
+        torch.save({"mean": fit.mean, "components": fit.components, "variance": fit.variance, "source": source},
+                   self.out_dir / f"pca-{source}.pt")  # the explorer's sliders start from these
         return self.save(f"pca-{source}", {
             "source": source, "n": len(codes), "k": len(fit.components), "span_sd": span,
             "centre_norm": float(fit.mean.norm()), "variance": fit.variance.tolist(),
             "share": fit.share.tolist(), "prior_share": prior_fit.share.tolist(),
-            "files": [str(png), str(spectrum)]})
+            "files": [str(png), str(spectrum), str(self.out_dir / f"pca-{source}.pt")]})
 
     def _spectrum_plot(self, fit: dirs.PCA, prior_fit: dirs.PCA, source: str) -> Path:
         import matplotlib
@@ -304,6 +306,9 @@ class Studio:
                               title=f"from without {key} to with it", col_labels=[f"+{a / sd:.1f}sd" for a in walk.tolist()])
                 files.append(str(png))
         files.append(str(self._share_plot(results, f"{method}-{'+'.join(names)}")))
+        for key, (d, _) in found.items():  # the explorer's sliders reuse the directions
+            torch.save({"direction": d, "sd": results[key]["sd"], "method": method, "fit": fit},
+                       self.out_dir / f"direction-{key}.pt")
         return self.save(f"attribute-{method}-" + "+".join(names),
                          {"method": method, "fit": fit, "check_codes": check, "results": results, "files": files})
 

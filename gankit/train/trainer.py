@@ -133,6 +133,11 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")  # written by rank 0 only
         self._stop_signal: int | None = None
         self.best: float | None = None  # best value of train.metric so far (lower is better)
+        # on a GPU, the whole prepared uint8 array is copied there once when it takes under a
+        # quarter of the free memory: batches are then gathered without host work
+        self._device_images = None
+        if self.device.type == "cuda" and self.dataset.images.nbytes < torch.cuda.mem_get_info(self.device)[0] / 4:
+            self._device_images = torch.from_numpy(np.ascontiguousarray(self.dataset.images)).to(self.device)
         self.lr_scale = 1.0  # lowered by each roll-back after a non-finite loss or weight
         self.rollbacks = 0
         self._features = None  # the metric's feature network, loaded once
@@ -292,6 +297,14 @@ class Trainer:
         with_optimizer = 3 * state_bytes + (state_bytes if self.family.ema is not None else 0)
         return (self.cfg.train.keep_ckpts + 1) * with_optimizer + (64 << 20)
 
+    def real_batch(self, step: int) -> torch.Tensor:
+        """uint8 NHWC images of this step's batch (this rank's shard); gathered on the GPU when the
+        prepared array lives there."""
+        idx = self.stream.indices(step)
+        if self._device_images is not None:
+            return self._device_images[torch.from_numpy(idx).to(self.device, non_blocking=True)]
+        return self.dataset.batch(idx)
+
     def images_seen(self) -> int:
         return self.step * self.per_step * self.world.size
 
@@ -372,13 +385,17 @@ class Trainer:
 
         def stopping() -> bool:  # under torchrun, a signal to any process stops all at the same step
             stop = self._stop_signal is not None or time.monotonic() > deadline
-            return ddp.any_rank(stop, world, self.device) if world.active else stop
+            if not world.active:
+                return stop
+            if self.device.type == "cuda" and self.step % t.log_every:
+                return False  # agreeing is a host sync: on GPUs only at log steps
+            return ddp.any_rank(stop, world, self.device)
 
         try:
             while self.step < t.steps and not stopping():
                 if self.cfg.optim.lr_decay < 1 and self.step % self.cfg.optim.lr_decay_every == 0:
                     self.apply_lr()
-                real = to_float(self.dataset.batch(self.stream.indices(self.step)), self.device, t.channels_last)
+                real = to_float(self.real_batch(self.step), self.device, t.channels_last)
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)
                 out = self.family.step(real, self.gen)

@@ -1,0 +1,1 @@
+"""The browser explorer (`gankit serve RUN_DIR`)."""
