@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,8 @@ class Explorer:
         except Image.DecompressionBombError:
             raise BadInput(f"the image is over the {MAX_PIXELS // 10**6} megapixel limit") from None
         except Exception as e:  # not an image, truncated, too big or too small
-            raise BadInput(f"not a usable image ({type(e).__name__}: {str(e)[:120]})") from None
+            why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the upload", str(e))[:120]
+            raise BadInput(f"not a usable image ({type(e).__name__}: {why})") from None
         x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
         init = self.family.codes(x) if hasattr(self.family, "codes") else None
         result = project(self.family, x, steps=steps, restarts=2, init=init)
