@@ -70,3 +70,13 @@ def test_wgan_gp_step_is_finite():
     assert out["gradient_penalty"] > 0
     # L_D = -W + lambda * GP on the last critic batch
     assert torch.isclose(out["loss_D"], -out["wasserstein"] + 10 * out["gradient_penalty"], rtol=1e-5)
+
+
+def test_per_sample_critics_score_real_and_fake_in_one_pass_unchanged():
+    from gankit.families.dcgan import Discriminator
+    for norm in ("layer", "instance"):
+        torch.manual_seed(0)
+        D = Discriminator(32, 8, norm, "conv3").eval()
+        real, fake = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+        together = D(torch.cat([real, fake]))
+        assert torch.allclose(together, torch.cat([D(real), D(fake)]), atol=1e-6), norm
