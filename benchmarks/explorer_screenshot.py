@@ -35,7 +35,7 @@ def main() -> None:
         time.sleep(0.05)
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,820"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     wait = WebDriverWait(driver, 120)
@@ -55,6 +55,7 @@ def main() -> None:
         driver.find_element(By.ID, "interpolate").click()
         wait.until(lambda d: (d.find_element(By.ID, "strip").get_attribute("src") or "").startswith("data:")
                    and d.find_element(By.TAG_NAME, "body").get_attribute("data-busy") == "0")
+        driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(args.out)
     finally:
         driver.quit()
