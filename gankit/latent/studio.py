@@ -10,7 +10,6 @@ that record. `gankit explore RUN_DIR interpolate|project|pca|attribute` calls th
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from ..data import to_float
 from ..errors import GankitError
 from ..images import to_uint8
 from ..sample import load_run, real_images, run_dataset
+from ..train.checkpoint import write_text_atomic
 from . import directions as dirs
 from .interpolate import paths
 from .montage import montage
@@ -39,6 +39,7 @@ class Studio:
         self.batch = batch
         self.res = self.family.cfg.model.res
         self._labeller = None
+        self._dataset = None
 
     # --- helpers -----------------------------------------------------------------------------------
     def generator(self, offset: int = 0) -> torch.Generator:
@@ -63,10 +64,15 @@ class Studio:
                   "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}
         out = self.out_dir / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, out)
+        write_text_atomic(out, json.dumps(record, indent=2))
         return {**record, "json": str(out)}
+
+    @property
+    def dataset(self):
+        """The run's prepared dataset, opened once."""
+        if self._dataset is None:
+            self._dataset = run_dataset(self.run_dir, self.res)
+        return self._dataset
 
     def real(self, n: int, images: str | Path | None = None) -> tuple[torch.Tensor, list[str], np.ndarray | None]:
         """n real images in [-1, 1] (files under `images`, else random images of the run's data), their
@@ -75,7 +81,7 @@ class Studio:
             arr, names = real_images(self.run_dir, self.res, images, limit=n)
             idx = None
         else:
-            ds = run_dataset(self.run_dir, self.res)
+            ds = self.dataset
             idx = np.sort(np.random.default_rng(self.seed).choice(len(ds), min(n, len(ds)), replace=False))
             arr, names = ds.images[idx], [f"{ds.name}[{i}]" for i in idx]
         return to_float(torch.from_numpy(np.ascontiguousarray(arr)), self.family.device), names, idx
@@ -101,7 +107,7 @@ class Studio:
         if self._labeller is None:
             from ..metrics.featnet import load_feature_net
             if features is None:
-                features = Path(run_dataset(self.run_dir, self.res).path) / "features"
+                features = Path(self.dataset.path) / "features"
             net, report = load_feature_net(features)
             if report.get("kind") != "attributes":
                 raise GankitError(f"--features {features}: a {report.get('kind')} network; attribute tools need one "
@@ -236,7 +242,7 @@ class Studio:
         if method == "labels":
             n = n or (2000 if hasattr(self.family, "codes") else 256)
             x, _, idx = self.real(n, None)
-            labels = run_dataset(self.run_dir, self.res).attribute(name)[idx]
+            labels = self.dataset.attribute(name)[idx]
             codes, how = self.codes_of(x)
             positive = torch.from_numpy(labels > 0)
         elif method == "classifier":

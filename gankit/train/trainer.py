@@ -242,8 +242,13 @@ class Trainer:
         o = self.cfg.optim
         self.family.scale_lr(self.lr_scale * o.lr_decay ** (self.step // o.lr_decay_every))
 
+    def nonfinite_nets(self) -> list[str]:
+        """Names of the networks with a NaN or Inf weight."""
+        return [name for name, net in self.family.nets.items()
+                if not all(torch.isfinite(p).all() for p in net.parameters())]
+
     def weights_finite(self) -> bool:
-        return all(torch.isfinite(p).all() for net in self.family.nets.values() for p in net.parameters())
+        return not self.nonfinite_nets()
 
     def rollback(self, what: str, at_step: int | None = None) -> None:
         """After a non-finite `what` at this step: back to the newest intact checkpoint with lower
@@ -274,9 +279,9 @@ class Trainer:
                   f"({record['tensors']}), learning rates x{self.lr_scale:g} ({rollbacks}/{t.nan_retries})",
                   file=sys.stderr)
 
-    def checkpoint(self) -> Path:
-        bad = [name for name, net in self.family.nets.items()
-               if not all(torch.isfinite(p).all() for p in net.parameters())]
+    def checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0; other ranks only check) and refresh the plots."""
+        bad = self.nonfinite_nets()
         if bad:  # never overwrite good checkpoints with a diverged state (every rank checks: same weights)
             ckpts = list_checkpoints(self.run_dir / "checkpoints")
             raise GankitError(f"non-finite weights in {', '.join(bad)} at step {self.step}; not checkpointed; "
