@@ -64,7 +64,7 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
 
 
 def real_images(run_dir: str | Path, res: int, images: str | Path | None = None, from_data: int | None = None,
-                seed: int = 0, limit: int = 64) -> tuple["np.ndarray", list[str]]:
+                seed: int = 0, limit: int = 64) -> tuple:
     """Up to `limit` real images as uint8 (N, res, res, 3) with their names: the files under `images`
     (centre-cropped and resized; unreadable files are skipped and reported), or `from_data` random
     images of the run's prepared dataset."""

@@ -1,6 +1,5 @@
 """`gankit prepare`: sources, crops, labels, and files that cannot be decoded."""
 import io
-import json
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ no half-written dataset behind.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle

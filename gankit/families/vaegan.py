@@ -35,7 +35,7 @@ class VAEGAN(VAE):
         return dict(build_vae_networks(cfg), D=Discriminator(m.res, m.width, m.d_norm, m.arch))
 
     def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        E, G, D = self.fast["E"], self.fast["G"], self.nets["D"]
+        G, D = self.fast["G"], self.nets["D"]
         layer, kl_w = self.cfg.gan.feature_layer, self.cfg.gan.kl_weight
         # 1. encoder + decoder: prior and learned-similarity terms, D frozen
         mu, logvar = self.encode(real)

@@ -19,7 +19,7 @@ from ..data.dataset import PreparedDataset, split_rows
 from ..data.prepare import list_images
 from ..errors import GankitError
 from .extract import extract_features
-from .frechet import Stats, frechet_distance, kernel_distance, statistics
+from .frechet import frechet_distance, kernel_distance, statistics
 
 _NAME = re.compile(r"^(?P<kind>fid|kid|fd|kd)(?:-(?P<net>[a-z0-9][a-z0-9-]*?))?(?P<n>\d+)k$")
 
