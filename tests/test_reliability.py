@@ -249,7 +249,10 @@ def test_a_malformed_run_config_or_checkpoint_is_a_clear_error(toy32, tmp_path, 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# CI runs the same 150 examples each time (derandomized); GANKIT_FUZZ_RANDOM=1 GANKIT_FUZZ_EXAMPLES=5000 explores.
+FUZZ = settings(max_examples=int(os.environ.get("GANKIT_FUZZ_EXAMPLES", "150")), deadline=None,
+                derandomize=not os.environ.get("GANKIT_FUZZ_RANDOM"),
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _seed_images() -> list[bytes]:

@@ -147,13 +147,15 @@ def read_checkpoint(json_path: str | Path) -> tuple[dict, dict]:
     json_path = Path(json_path)
     try:
         record = json.loads(json_path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
         if record.get("format") != FORMAT:
             raise ValueError(f"format {record.get('format')!r}, expected {FORMAT}")
         blob = (json_path.parent / record["tensors"]).read_bytes()
         if hashlib.sha256(blob).hexdigest() != record["sha256"]:
             raise ValueError("checksum mismatch in its .safetensors file")
         state = unflatten(record.pop("state"), st_load(blob))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         raise GankitError(f"checkpoint {json_path}: {type(e).__name__}: {e}") from None
     return state, record
 
