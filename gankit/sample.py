@@ -64,10 +64,11 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
 
 
 def real_images(run_dir: str | Path, res: int, images: str | Path | None = None, from_data: int | None = None,
-                seed: int = 0, limit: int = 64) -> tuple:
-    """Up to `limit` real images as uint8 (N, res, res, 3) with their names: the files under `images`
-    (centre-cropped and resized; unreadable files are skipped and reported), or `from_data` random
-    images of the run's prepared dataset."""
+                seed: int = 0, limit: int = 64, dataset=None) -> tuple:
+    """Up to `limit` real images as uint8 (N, res, res, 3), their names and their rows in the prepared
+    dataset (None for files): the files under `images` (centre-cropped and resized; unreadable files
+    are skipped and reported), or `from_data` random images of the run's prepared dataset (`dataset`
+    when it is already open)."""
     import numpy as np
 
     from .data.prepare import list_images, load_image
@@ -84,11 +85,11 @@ def real_images(run_dir: str | Path, res: int, images: str | Path | None = None,
             print(f"gankit: skipped {len(bad)} unreadable image(s) under {images}: {', '.join(bad[:5])}")
         if not arrs:
             raise GankitError(f"--images {images}: no readable images found")
-        return np.stack(arrs), names
-    ds = run_dataset(run_dir, res)
+        return np.stack(arrs), names, None
+    ds = dataset if dataset is not None else run_dataset(run_dir, res)
     n = min(from_data or 16, len(ds), limit)
     idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
-    return ds.images[idx], [f"{ds.name}[{i}]" for i in idx]
+    return ds.images[idx], [f"{ds.name}[{i}]" for i in idx], idx
 
 
 def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,
@@ -101,7 +102,7 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
     family, record = load_run(run_dir)
     if not hasattr(family, "reconstruct"):
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder to reconstruct with")
-    arr, _ = real_images(run_dir, family.cfg.model.res, images, from_data, seed)
+    arr, _, _ = real_images(run_dir, family.cfg.model.res, images, from_data, seed)
     x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), torch.device("cpu"))
     recon = to_uint8(family.reconstruct(x))
     pairs = np.stack([arr, recon], 1).reshape(-1, *arr.shape[1:])  # original, reconstruction, ...

@@ -77,13 +77,8 @@ class Studio:
     def real(self, n: int, images: str | Path | None = None) -> tuple[torch.Tensor, list[str], np.ndarray | None]:
         """n real images in [-1, 1] (files under `images`, else random images of the run's data), their
         names, and their indices in the prepared dataset (None for files)."""
-        if images:
-            arr, names = real_images(self.run_dir, self.res, images, limit=n)
-            idx = None
-        else:
-            ds = self.dataset
-            idx = np.sort(np.random.default_rng(self.seed).choice(len(ds), min(n, len(ds)), replace=False))
-            arr, names = ds.images[idx], [f"{ds.name}[{i}]" for i in idx]
+        arr, names, idx = real_images(self.run_dir, self.res, images, None if images else n, self.seed, limit=n,
+                                      dataset=None if images else self.dataset)
         return to_float(torch.from_numpy(np.ascontiguousarray(arr)), self.family.device), names, idx
 
     def codes_of(self, x: torch.Tensor, how: str = "auto", steps: int = 200, restarts: int = 2) -> tuple[torch.Tensor, str]:
