@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     def metric_options(s):
         s.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (or $GANKIT_FID_WEIGHTS)")
         s.add_argument("--features", help="a gankit feature network folder (from train-features) instead of Inception")
-        s.add_argument("--bf16", action="store_true", help="bf16 autocast for feature extraction (faster, not exact)")
+        s.add_argument("--bf16", action="store_true", default=None,
+                       help="bf16 autocast for feature extraction (faster, not exact; default: fp32 "
+                            "unless GANKIT_PRECISION=bf16)")
         s.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
     s = sub.add_parser("fid", help="FID (or KID) between two image sets: folders, prepared datasets or .npz")
@@ -337,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # each line reaches a pipe or log file when printed: a reader still has it after a SIGKILL
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):  # no stdout, or a stand-in stream without reconfigure
+        pass
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

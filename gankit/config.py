@@ -66,7 +66,7 @@ class TrainConfig:
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
+    precision: str = "auto"  # auto (GANKIT_PRECISION when set, else bf16 where the hardware has it) | bf16 | fp32
     channels_last: bool = True
     compile: bool = False
     log_every: int = 10

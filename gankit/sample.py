@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .env import resolve_precision
 from .errors import GankitError
 from .families import Family, build_family
 from .images import grid, save_png, to_uint8
@@ -14,7 +15,8 @@ from .train.checkpoint import load_latest
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Family, dict]:
-    """The family of a run with its newest intact checkpoint loaded, and that checkpoint's record."""
+    """The family of a run with its newest intact checkpoint loaded, and that checkpoint's record.
+    It runs in fp32 unless GANKIT_PRECISION says bf16 (the tools' numbers should be exact)."""
     run_dir = Path(run_dir)
     loaded = load_latest(run_dir / "checkpoints") if run_dir.is_dir() else None
     if loaded is None:
@@ -22,7 +24,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Family, dict]:
     state, record = loaded
     cfg = Config.from_dict(record["config"])
     cfg.train.compile = False
-    family = build_family(cfg, torch.device(device), None)
+    family = build_family(cfg, torch.device(device), resolve_precision(device, "auto", auto="fp32"))
     family.load_state_dict(state["family"])
     return family, record
 

@@ -1,7 +1,9 @@
 """BEGAN: the table of MISSION 1.3, the k_t controller and M_global on hand-computed values."""
+import numpy as np
 import torch
 from torch import nn
 
+from gankit.data.toyfaces import draw_face
 from gankit.families.began import BEGAN, AutoencoderD, Decoder, m_global, update_k
 from tests.conftest import tiny
 from tests.test_models import stage_shapes
@@ -48,8 +50,13 @@ def test_step_updates_both_networks_simultaneously_and_moves_k():
 
 
 def test_autoencoder_loss_falls_on_a_fixed_batch():
+    # Eight toy faces (structure an autoencoder can learn; uniform noise barely moves in 15 steps) and
+    # seeded weights. Measured means of the first and last 3 of 15 steps: ratio 0.82 to 0.88 over four
+    # weight seeds, 0.84 at seed 0 in fp32 and bf16, 1 and 2 threads. A D that does not learn: 1.0.
+    torch.manual_seed(0)
     cfg = tiny("began-64-cpu", "model.res=32", "optim.lr_d=1e-3")
     fam = BEGAN(cfg, torch.device("cpu"), None)
-    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.from_numpy(np.stack([draw_face(i, 32)[0] for i in range(8)])).permute(0, 3, 1, 2).float() / 127.5 - 1
     losses = [fam.step(x, torch.Generator().manual_seed(i))["L_real"].item() for i in range(15)]
-    assert losses[-1] < losses[0]
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    assert last < 0.95 * first, losses

@@ -89,9 +89,10 @@ def test_kid_near_zero_for_one_distribution_and_rises_with_shift():
 
 
 @pytest.mark.skipif(not (KIT / "keys.json").exists(), reason=f"FID check kit not found at {KIT} (set GANKIT_FID_KIT)")
-def test_fid_cli_with_a_weights_file_reproduces_pytorch_fid(tmp_path, capsys):
+def test_fid_cli_with_a_weights_file_reproduces_pytorch_fid(tmp_path, capsys, monkeypatch):
     """`gankit fid a b --fid-weights FILE`: a .pth read from disk, two .npz sets, pytorch-fid's number."""
     import json
+    monkeypatch.setenv("GANKIT_PRECISION", "fp32")  # the equivalence is an fp32 claim (bf16 is honoured if asked)
 
     import torch
 
@@ -109,4 +110,4 @@ def test_fid_cli_with_a_weights_file_reproduces_pytorch_fid(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = float(np.load(KIT / "expected.npz")["fid_first24_vs_last24"])
     assert result["value"] == pytest.approx(expected, rel=1e-6)
-    assert result["n_a"] == result["n_b"] == 24
+    assert result["n_a"] == result["n_b"] == 24 and result["bf16"] is False

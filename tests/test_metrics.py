@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from gankit.cli import main
 from gankit.errors import GankitError
@@ -41,8 +42,22 @@ def test_image_sets_prepared_slices_npz_and_folders(toy32, tmp_path):
 
 def test_feature_network_learns_and_separates_sets(featnet, toy32, tmp_path):
     assert featnet["name"] == "toyfaces-attr" and featnet["kind"] == "attributes"
-    assert featnet["heldout_accuracy"] > featnet["majority_baseline"]
+    assert featnet["heldout_images"] == 20 and featnet["train_images"] == 180
     assert (toy32 / "features" / "featnet.safetensors").exists()
+    # The report's held-out accuracy is over 20 images (0.79 to 0.81 against a 0.72 baseline): too few to
+    # judge by. Toy faces are unlimited, so judge the network on 600 it never saw (seeds past the 200).
+    # Measured on 1000: mean accuracy 0.824 to 0.828 against the majority baseline 0.705, each hair colour
+    # 0.991 to 1.0 (its baseline ~0.75), in fp32 at 1 and 2 threads and in bf16. Untrained: about 0.5.
+    from gankit.data.toyfaces import ATTRIBUTES, draw_face
+    from gankit.metrics.featnet import evaluate, load_feature_net
+    net, report = load_feature_net(toy32 / "features")
+    assert report["outputs"] == list(ATTRIBUTES)
+    faces = [draw_face(seed, 32) for seed in range(10_000, 10_600)]
+    images, attrs = np.stack([f[0] for f in faces]), np.stack([f[1] for f in faces])
+    acc, per_output, baseline = evaluate(net, torch.from_numpy(images), (attrs > 0).astype(np.float32), "attributes")
+    assert acc > baseline + 0.06, (acc, baseline, per_output)
+    hair = [per_output[ATTRIBUTES.index(a)] for a in ATTRIBUTES if a.endswith("_Hair")]
+    assert len(hair) == 4 and min(hair) > 0.95, per_output
     # same distribution (two halves) is closer than data vs noise
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "noise.npz", images=rng.integers(0, 255, (100, 32, 32, 3), dtype=np.uint8))
@@ -67,7 +82,7 @@ def test_eval_and_in_training_metric_with_best_checkpoint(featnet, toy32, tmp_pa
     best = json.loads(next((t.run_dir / "checkpoints" / "best").glob("ckpt-*.json")).read_text())
     assert best["value"] == min(values)
     assert (t.run_dir / "plots" / "metric.png").exists()
-    assert list((toy32 / "stats").glob("*-n1000.npz"))  # reference statistics cached once
+    assert list((toy32 / "stats").glob("*-n1000*.npz"))  # reference statistics cached once (-bf16 in bf16)
 
     assert main(["eval", str(t.run_dir), "--metric", "fd-toyfaces-attr1k", "--ref", str(toy32), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

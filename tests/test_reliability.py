@@ -203,15 +203,36 @@ def test_every_kind_of_bad_input_is_converted_or_skipped_and_counted(tmp_path, c
                                      "by_reason": meta["skipped_by_reason"]}))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_skipped(tmp_path):
+@pytest.mark.parametrize("how", ["chmod", "simulated"])
+def test_unreadable_file_is_skipped(tmp_path, monkeypatch, how):
+    """A file that cannot be opened is skipped and reported, never fatal. Root reads files whatever
+    their mode, so where the tests run as root (CI containers) opening it is made to fail as a mode
+    of 000 makes it fail for anyone else: PermissionError from open()."""
+    import builtins
+    import errno
     src = tmp_path / "src"
     src.mkdir()
     Image.new("RGB", (20, 20)).save(src / "ok.png")
     Image.new("RGB", (20, 20)).save(src / "locked.png")
-    os.chmod(src / "locked.png", 0)
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root reads files whatever their mode (the simulated case covers root)")
+        os.chmod(src / "locked.png", 0)
+    else:
+        real_open = builtins.open
+
+        def no_permission(file, *args, **kwargs):  # PIL opens a path with builtins.open
+            if str(file).endswith("locked.png"):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", no_permission)  # workers=1: decoded in this process
     meta = prepare("folder", [src], 32, tmp_path / "out", progress=False, workers=1)
-    assert meta["count"] == 1 and meta["skipped"][0]["file"].endswith("locked.png")
+    assert meta["count"] == 1 and meta["skipped_count"] == 1, meta
+    (skipped,) = meta["skipped"]
+    assert skipped["file"] == str(src / "locked.png") and skipped["error"].startswith("PermissionError:"), skipped
+    assert meta["skipped_by_reason"] == {"PermissionError": 1}
+    assert PreparedDataset(tmp_path / "out").images.shape == (1, 32, 32, 3)
 
 
 def test_config_values_are_validated_naming_the_key(toy32, tmp_path, capsys):

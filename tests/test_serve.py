@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette")
@@ -26,28 +27,34 @@ SHOTS = Path(os.environ.get("GANKIT_SCREENSHOTS", Path(__file__).resolve().paren
 
 
 @pytest.fixture(scope="module")
-def server(toy32, featnet, tmp_path_factory):
-    """A tiny trained DCGAN with attribute sliders, served on a free local port."""
+def server(toy32, tmp_path_factory):
+    """A tiny trained DCGAN run, with the planted generator and attribute labeller (tests/planted.py),
+    served on a local port bound here and handed to uvicorn (no window for another process to take it)."""
     import uvicorn
 
     from gankit.serve.app import Explorer, build_app
+    from tests.planted import plant
     runs = tmp_path_factory.mktemp("runs")
     assert main(["train", "--preset", "dcgan-32-cpu", "--data", str(toy32), "--runs", str(runs), "--quiet",
-                 "--set", "model.width=8", "--set", "train.batch=8", "--set", "train.steps=30"]) == 0
+                 "--set", "model.width=8", "--set", "train.batch=8", "--set", "train.steps=2"]) == 0
     run = next(runs.iterdir())
-    explorer = Explorer(run, n_pca=3, attributes=("Smiling", "Eyeglasses"), fit_n=200)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(build_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", explorer, run
-    srv.should_exit = True
-    thread.join(10)
+    with pytest.MonkeyPatch.context() as mp:
+        plant(mp)
+        explorer = Explorer(run, n_pca=3, attributes=("Smiling", "Eyeglasses"), fit_n=2000)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        srv = uvicorn.Server(uvicorn.Config(build_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.time() + 30
+        while not srv.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert srv.started, "the explorer did not start within 30 s"
+        yield f"http://127.0.0.1:{port}", explorer, run
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 def request(url, payload=None, data=None, headers=None):
@@ -92,8 +99,19 @@ def test_api_samples_edits_interpolates_and_projects(server):
     assert plain["image"] != moved["image"] and plain["code"] == z and moved["code"] != z
     _, strip = request(url + "/api/interpolate", {"a": s["codes"][0], "b": s["codes"][1], "steps": 5})
     assert Image.open(io.BytesIO(_decode(strip["strip"]))).size[0] > 5 * 32
+    # the sliders' attribute directions are the planted ones
+    from tests.planted import direction_of
+    for d in explorer.directions:
+        if d["name"] in ("Smiling", "Eyeglasses"):
+            cos = float(torch.nn.functional.cosine_similarity(d["vector"], direction_of(d["name"], explorer.z_dim), dim=0))
+            assert cos > 0.9, (d["name"], cos)
+    # an image the generator made projects back to (nearly) its code; a flat red square cannot
+    status, p = upload(url, _decode(s["images"][0]))
+    assert status == 200 and len(p["code"]) == info["z_dim"] and p["l1"] < 0.05, p["l1"]
+    cos = torch.nn.functional.cosine_similarity(torch.tensor(p["code"]), torch.tensor(z), dim=0)
+    assert cos > 0.95, float(cos)
     status, p = upload(url, png())
-    assert status == 200 and len(p["code"]) == info["z_dim"] and 0 <= p["l1"] < 2
+    assert status == 200 and p["l1"] > 0.2, p["l1"]
 
 
 def _decode(data_url):

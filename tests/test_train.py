@@ -31,7 +31,7 @@ def assert_same_state(a, b):
 @pytest.mark.parametrize("preset,extra", [("dcgan-32-cpu", ["train.ema=0.9"]), ("wgan-gp-32-cpu", []),
                                           ("began-64-cpu", ["model.res=32", "optim.lr_decay=0.5",
                                                             "optim.lr_decay_every=2"])])
-def test_resume_is_exact_in_fp32(preset, extra, toy32, tmp_path):
+def test_resume_is_exact(preset, extra, toy32, tmp_path):
     straight = Trainer.new(tiny(preset, "train.steps=6", "train.ckpt_every=3", *extra), str(toy32), tmp_path,
                            progress=False)
     straight.run()
@@ -92,16 +92,22 @@ def test_run_folder_contents_and_sample_cli(toy32, tmp_path):
 
 
 def test_tiny_training_learns_something(toy32, tmp_path):
-    """Generated images move from noise toward the data's colour statistics."""
-    cfg = tiny("dcgan-32-cpu", "train.steps=60", "model.width=16", "train.batch=16", "optim.lr_g=5e-4",
-               "optim.lr_d=5e-4", "train.log_every=10", "train.ckpt_every=60", "train.sample_every=60")
+    """Generated images move from flat grey toward the data's colour contrast (per-channel spread).
+
+    A fresh generator's images are almost constant (std 0.005 against the data's 0.47). The gap
+    between the generated and the data per-channel std, 64 fixed codes, before and after 60 steps,
+    measured 0.466 -> 0.26..0.32 (ratio 0.55 to 0.68) over 8 seeds in fp32 and 4 in bf16, 1 and 2
+    threads; a generator that does not learn keeps 1.0. (The per-channel mean is no signal: the
+    data's is near 0, where a fresh generator already is, and it wanders while a GAN trains.)"""
+    cfg = tiny("dcgan-32-cpu", "train.steps=60", "optim.lr_g=4e-3", "optim.lr_d=4e-3", "train.log_every=10",
+               "train.ckpt_every=60", "train.sample_every=60")
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
-    data_mean = torch.from_numpy(t.dataset.images[:200].astype(np.float32) / 127.5 - 1).mean((0, 1, 2))
+    data_std = torch.from_numpy(t.dataset.images.astype(np.float32) / 127.5 - 1).std((0, 1, 2))
     z = t.family.sample_z(64, torch.Generator().manual_seed(0))
-    before = (t.family.generate(z).mean((0, 2, 3)) - data_mean).abs().mean()
+    before = (t.family.generate(z).std((0, 2, 3)) - data_std).abs().mean().item()
     t.run()
-    after = (t.family.generate(z).mean((0, 2, 3)) - data_mean).abs().mean()
-    assert after < before
+    after = (t.family.generate(z).std((0, 2, 3)) - data_std).abs().mean().item()
+    assert after < 0.85 * before, (before, after)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, toy32):
@@ -261,10 +267,12 @@ def test_ema_is_a_moving_average_used_for_sampling(toy32, featnet, tmp_path, cap
     for e0, e1, p in zip(before, ema.parameters(), g.parameters()):
         assert torch.allclose(e1, 0.5 * e0 + 0.5 * p, atol=1e-6)
     z = t.family.sample_z(4, torch.Generator().manual_seed(0))
-    assert torch.allclose(t.family.generate(z), ema(z), rtol=1e-4, atol=1e-7)  # sampling uses the average
+    with torch.no_grad(), t.family.amp():  # the average run as sampling runs it (bf16 on that path)
+        averaged = ema(z).float()
+    assert torch.allclose(t.family.generate(z), averaged, rtol=1e-4, atol=1e-7)  # sampling uses the average
     t.family.use_ema = False
     raw = t.family.generate(z)
-    assert (raw - ema(z)).abs().max() > 0.05 * raw.abs().max()
+    assert (raw - averaged).abs().max() > 0.05 * raw.abs().max()
     t.family.use_ema = True
     t.run()
     values = {}

@@ -1,8 +1,10 @@
 """VAE and VAE-GAN: the ELBO terms by hand, shapes, and learning on a fixed batch."""
 import math
 
+import numpy as np
 import torch
 
+from gankit.data.toyfaces import draw_face
 from gankit.families.vae import VAE, kl_divergence, reparameterise
 from gankit.families.vaegan import VAEGAN
 from tests.conftest import tiny
@@ -23,14 +25,17 @@ def test_reparameterisation_moments():
 
 
 def test_vae_step_elbo_terms_and_reconstruction_falls():
+    torch.manual_seed(0)  # the weights: the same whatever ran before
     cfg = tiny("vae-64-cpu", "model.res=32", "optim.lr_g=2e-3")
     fam = VAE(cfg, torch.device("cpu"), None)
-    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.from_numpy(np.stack([draw_face(i, 32)[0] for i in range(8)])).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert fam.nets["E"](x).shape == (8, 2 * cfg.model.z_dim)
-    out = [fam.step(x, torch.Generator().manual_seed(i)) for i in range(25)]
-    first, last = out[0], out[-1]
-    assert torch.isclose(first["loss"], first["recon"] + cfg.gan.kl_weight * first["kl"])
-    assert last["recon"] < 0.95 * first["recon"]  # random images: slow but steady
+    out = [fam.step(x, torch.Generator().manual_seed(i)) for i in range(15)]
+    assert torch.isclose(out[0]["loss"], out[0]["recon"] + cfg.gan.kl_weight * out[0]["kl"])
+    # eight toy faces: the mean of the last 3 of 15 steps' reconstruction errors against the first 3 measured
+    # 0.55 to 0.64 over four weight seeds (0.60 at seed 0 in fp32 and bf16, 1 and 2 threads); no learning: 1.0
+    recon = [o["recon"].item() for o in out]
+    assert np.mean(recon[-3:]) < 0.8 * np.mean(recon[:3]), recon
     assert fam.reconstruct(x).shape == x.shape
 
 

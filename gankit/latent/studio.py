@@ -114,8 +114,10 @@ class Studio:
     def attribute_probs(self, images: torch.Tensor, features: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
         """Probability of every attribute for images in [-1, 1], by the attribute network."""
         net, names = self.labeller(features)
-        out = [torch.sigmoid(net.logits(net(images[i:i + 512].cpu().float().add(1).div(2))))
-               for i in range(0, len(images), 512)]
+        out = []
+        for i in range(0, len(images), 512):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.family.precision is not None):
+                out.append(torch.sigmoid(net.logits(net(images[i:i + 512].cpu().float().add(1).div(2))).float()))
         return torch.cat(out), names
 
     # --- the four tools ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..data import PreparedDataset
 from ..errors import GankitError
-from ..train.speed import cpu_supports_bf16
+from ..env import resolve_precision
 
 WIDTHS = (32, 64, 128, 256)
 INPUT_RES = 64
@@ -68,8 +68,10 @@ def _split(ds: PreparedDataset, holdout: float, seed: int) -> tuple[np.ndarray, 
 
 
 def train_feature_net(data: str | Path, out: str | Path | None = None, epochs: int = 6, batch: int = 128,
-                      lr: float = 2e-3, holdout: float = 0.1, seed: int = 0, progress: bool = True) -> dict:
-    """Train on the attributes (or classes) of a prepared dataset; save the network and its report."""
+                      lr: float = 2e-3, holdout: float = 0.1, seed: int = 0, progress: bool = True,
+                      precision: str = "auto") -> dict:
+    """Train on the attributes (or classes) of a prepared dataset; save the network and its report.
+    `precision` auto follows GANKIT_PRECISION, else bf16 where the CPU has it natively."""
     ds = PreparedDataset(data)
     if ds.attrs is not None and ds.meta.get("attributes"):
         kind, names = "attributes", list(ds.meta["attributes"])
@@ -92,7 +94,7 @@ def train_feature_net(data: str | Path, out: str | Path | None = None, epochs: i
     steps = epochs * (len(train_idx) // batch)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    bf16 = cpu_supports_bf16()
+    bf16 = resolve_precision("cpu", precision) is not None
     images = torch.from_numpy(np.ascontiguousarray(ds.images))
     y_all = torch.from_numpy(targets)
     gen = torch.Generator().manual_seed(seed)
@@ -124,7 +126,8 @@ def train_feature_net(data: str | Path, out: str | Path | None = None, epochs: i
     report = {"format": "gankit-featnet-1", "name": name, "kind": kind, "outputs": names, "res": INPUT_RES,
               "widths": list(WIDTHS), "dim": net.dim, "trained_on": str(Path(data).resolve()),
               "train_images": int(len(train_idx)), "heldout_images": int(len(test_idx)), "split": split_how,
-              "epochs": epochs, "batch": batch, "lr": lr, "seconds": round(time.time() - t0, 1),
+              "epochs": epochs, "batch": batch, "lr": lr, "precision": "bf16" if bf16 else "fp32",
+              "seconds": round(time.time() - t0, 1),
               "heldout_accuracy": acc, "majority_baseline": baseline, "per_output_accuracy": per_name}
     out = Path(out) if out else Path(data) / "features"
     out.mkdir(parents=True, exist_ok=True)

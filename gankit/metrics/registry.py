@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..data.dataset import PreparedDataset, split_rows
 from ..data.prepare import list_images
+from ..env import resolve_precision
 from ..errors import GankitError
 from .extract import extract_features
 from .frechet import frechet_distance, kernel_distance, statistics
@@ -129,13 +130,19 @@ def generator_batches(generate: Callable[[int], torch.Tensor], n: int, batch: in
 
 # --- computing ---------------------------------------------------------------------------------------
 
-def features_of(batches, feats: Features, bf16: bool = False) -> np.ndarray:
-    return extract_features(feats.net, batches, bf16=bf16)
+def metric_bf16(bf16: bool | None) -> bool:
+    """bf16 feature extraction: as asked, else (None) only where GANKIT_PRECISION=bf16: metrics are fp32
+    by default so they equal the reference implementations."""
+    return bool(bf16) if bf16 is not None else resolve_precision("cpu", "auto", auto="fp32") is not None
 
 
-def reference_features(ref: str | Path, feats: Features, n: int, bf16: bool = False) -> np.ndarray:
+def features_of(batches, feats: Features, bf16: bool | None = None) -> np.ndarray:
+    return extract_features(feats.net, batches, bf16=metric_bf16(bf16))
+
+
+def reference_features(ref: str | Path, feats: Features, n: int, bf16: bool | None = None) -> np.ndarray:
     """Features of up to n reference images, cached beside a prepared dataset (keyed by net, n, precision)."""
-    ref = Path(ref)
+    ref, bf16 = Path(ref), metric_bf16(bf16)
     cache = None
     if ref.is_dir() and (ref / "images.npy").exists():  # (a sliced spec is no folder: never cached)
         cache = ref / "stats" / f"{feats.id}-n{n}{'-bf16' if bf16 else ''}.npz"
@@ -159,17 +166,18 @@ def distance(spec_distance: str, a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def compare_sets(a: str, b: str, feats: Features, kind: str = "frechet", limit: int | None = None,
-                 bf16: bool = False) -> dict:
+                 bf16: bool | None = None) -> dict:
     """Distance between two image sets in a feature space."""
+    bf16 = metric_bf16(bf16)
     fa = reference_features(a, feats, limit, bf16) if limit else features_of(image_set(a)[1], feats, bf16)
     fb = reference_features(b, feats, limit, bf16) if limit else features_of(image_set(b)[1], feats, bf16)
-    return {**distance(kind, fa, fb), "n_a": len(fa), "n_b": len(fb), "features": feats.id}
+    return {**distance(kind, fa, fb), "n_a": len(fa), "n_b": len(fb), "features": feats.id, "bf16": bf16}
 
 
 def evaluate_generator(metric: str, generate: Callable[[int], torch.Tensor], ref: str, fid_weights: str | None = None,
-                       features: str | None = None, bf16: bool = False, feats: Features | None = None) -> dict:
+                       features: str | None = None, bf16: bool | None = None, feats: Features | None = None) -> dict:
     """A named metric of a generator against a reference set."""
-    spec = parse_metric(metric)
+    spec, bf16 = parse_metric(metric), metric_bf16(bf16)
     feats = feats or load_features(spec, fid_weights, features, ref)
     f_ref = reference_features(ref, feats, spec.n, bf16)
     f_gen = features_of(generator_batches(generate, spec.n), feats, bf16)

@@ -25,6 +25,7 @@ from ..config import Config
 from ..data import BUILTIN, BatchStream, PreparedDataset, prepare, to_float
 from ..data.augment import augment
 from ..data.dataset import split_rows
+from ..env import resolve_precision
 from ..errors import GankitError
 from ..families import Family, build_family
 from ..images import grid, save_png, to_uint8
@@ -32,7 +33,7 @@ from . import distributed as ddp
 from .checkpoint import (list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint,
                          write_text_atomic)
 from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
-from .speed import cache_dir, cpu_supports_bf16, peak_flops, step_flops
+from .speed import cache_dir, peak_flops, step_flops
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -51,22 +52,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def resolve_precision(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 autocast where the hardware runs it natively ('auto'), else fp32 (None)."""
-    if precision == "fp32":
-        return None
-    native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16())
-    if precision == "bf16" or native:
-        return torch.bfloat16
-    return None
-
-
 def open_dataset(data: str, res: int) -> PreparedDataset:
     """A prepared dataset folder, or `toyfaces`: the embedded default, prepared once into the cache."""
     if data == BUILTIN:
         path = cache_dir() / f"toyfaces-{res}"
         if not (path / "meta.json").exists():
-            print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)")
+            print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)", flush=True)
             prepare("toyfaces", [], res, path, overwrite=True, progress=sys.stderr.isatty())
         return PreparedDataset(path)
     return PreparedDataset(data)
@@ -468,10 +459,10 @@ class Trainer:
         if tb:
             tb.close()
         if self.step < t.steps and self._stop_signal is None and world.main:
-            print(f"gankit: train.max_minutes={t.max_minutes:g} reached at step {self.step}")
+            print(f"gankit: train.max_minutes={t.max_minutes:g} reached at step {self.step}", flush=True)
         if self._stop_signal is not None and world.main:
             print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
-                  f"continue with: gankit train --resume {self.run_dir}")
+                  f"continue with: gankit train --resume {self.run_dir}", flush=True)
         last.update(flops_per_step=flops, peak_flops=peak, peak_source=peak_how)
         if world.active:
             last["processes"] = world.size
