@@ -108,6 +108,14 @@ def cmd_serve(args) -> None:
     serve(args.run, args.host, args.port, n_pca=args.pca, attributes=attributes, seed=args.seed)
 
 
+def cmd_gallery(args) -> None:
+    from .gallery import gallery
+    families = [f.strip().lower() for f in args.families.split(",") if f.strip()]
+    for path in gallery(args.celeba, args.flowers, args.runs, args.out, families, args.set, args.n, args.n_eval,
+                        progress=not args.quiet):
+        print(f"wrote {path}")
+
+
 def cmd_presets(args) -> None:
     from .config import load_preset, preset_description, preset_names
     for name in preset_names():
@@ -331,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attribute sliders fitted at start when the data has an attribute network")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("gallery", help="train every family's CPU preset on CelebA-64 (and flowers), side by side")
+    s.add_argument("--celeba", help="prepared CelebA-64 folder (trains on [:9000], scores on [9000:])")
+    s.add_argument("--flowers", help="prepared flowers folder at 64 px (DCGAN, WGAN-GP, BEGAN with DiffAugment)")
+    s.add_argument("--families", default="", help="comma list to run only these (dcgan,wgan,wgan-gp,began,vae,vaegan)")
+    s.add_argument("--runs", default="runs/gallery", help="where the runs live; finished runs are reused")
+    s.add_argument("--out", default="docs/figures", help="where the figures and tables go")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every run (e.g. train.max_minutes=5 for a quick gallery)")
+    s.add_argument("-n", type=int, default=36, help="samples per family in the figure")
+    s.add_argument("--n-eval", type=int, default=10_000, help="generated images scored per family (default 10000)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_gallery)
 
     s = sub.add_parser("presets", help="list presets with their hyper-parameters")
     s.add_argument("-v", "--verbose", action="store_true", help="also print each preset's description")

@@ -39,9 +39,10 @@ def run_dataset(run_dir: str | Path, res: int):
     return open_dataset(data, res)
 
 
-def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0) -> Path:
+def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0,
+                labels: list[str] | None = None) -> Path:
     """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`; given
-    several runs, their grids side by side, each labelled with its run folder's name."""
+    several runs, their grids side by side, each labelled (`labels`, else the run folder's name)."""
     import numpy as np
     from PIL import Image, ImageDraw
     if n < 1:
@@ -52,15 +53,15 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
         family, _ = load_run(run)
         z = family.sample_z(n, torch.Generator().manual_seed(seed))
         grids.append(grid(to_uint8(family.generate(z))))
-    if len(grids) == 1:
+    if len(grids) == 1 and not labels:
         return save_png(grids[0], out)
     label_h, gap = 18, 12
     height = max(g.shape[0] for g in grids) + label_h
     canvas = Image.new("RGB", (sum(g.shape[1] for g in grids) + gap * (len(grids) - 1), height), "white")
     draw, x = ImageDraw.Draw(canvas), 0
-    for run, g in zip(runs, grids):
+    for run, label, g in zip(runs, labels or [Path(r).name for r in runs], grids):
         canvas.paste(Image.fromarray(g), (x, label_h))
-        draw.text((x + 2, 3), Path(run).name, fill="black")
+        draw.text((x + 2, 3), label, fill="black")
         x += g.shape[1] + gap
     return save_png(np.asarray(canvas), out)
 

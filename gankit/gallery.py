@@ -1,0 +1,185 @@
+"""The gallery: every family's CPU preset trained on the same data, side by side, with a table.
+
+    gankit gallery --celeba data/celeba64 [--flowers data/flowers64] [--families dcgan,began]
+                   [--runs runs/gallery] [--out docs/figures] [--set train.max_minutes=5]
+
+CelebA-64: each family trains on the first 9,000 faces (`DATA[:9000]`) and is scored on the held-out
+rest (`DATA[9000:]`) in gankit's CelebA feature space (fd-celeba-attr10k and kd-celeba-attr10k).
+Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (ADA's adaptive probability for the
+GAN losses with a sign, a fixed one for BEGAN), scored against the whole set in the flowers' feature
+space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
+reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
+side, labelled) and a Markdown table (family, steps, images, minutes, CPU, metric, KID).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GankitError
+
+# family label -> the CPU preset it trains
+CELEBA_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN (clipping)": "wgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
+                   "BEGAN": "began-64-cpu", "VAE": "vae-64-cpu", "VAE-GAN": "vaegan-64-cpu"}
+FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
+DIFFAUG = ["augment.diffaug=color,translation,cutout"]
+ADA = ["augment.ada_target=0.6", "augment.p=0"]
+HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
+
+
+@dataclass
+class Job:
+    data_name: str  # celeba | flowers
+    label: str  # the family's name in the figure and table
+    preset: str
+    train_data: str
+    ref: str
+    overrides: list[str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.data_name}-{self.preset.removesuffix('-64-cpu')}"
+
+
+def held_out_start(data: str) -> int:
+    """Where the held-out faces start: 9,000 of CelebA's 10,000 here; 90% of a smaller set."""
+    try:
+        count = json.loads((Path(data) / "meta.json").read_text())["count"]
+    except (OSError, ValueError, KeyError):
+        raise GankitError(f"--celeba {data}: not a prepared dataset (gankit prepare celeba ... --res 64)") from None
+    return min(HELD_OUT, int(0.9 * count))
+
+
+def plan(celeba: str | None, flowers: str | None, families: list[str] | None, extra: list[str]) -> list[Job]:
+    """The runs the gallery needs: (data, family) pairs, limited to `families` (preset stems or labels)."""
+    def wanted(label: str, preset: str) -> bool:
+        stem = preset.removesuffix("-64-cpu")
+        return not families or stem in families or label.lower() in families
+
+    jobs = []
+    if celeba:
+        cut = held_out_start(celeba)
+        for label, preset in CELEBA_FAMILIES.items():
+            if wanted(label, preset):
+                jobs.append(Job("celeba", label, preset, f"{celeba}[:{cut}]", f"{celeba}[{cut}:]", list(extra)))
+    if flowers:
+        for label, preset in FLOWER_FAMILIES.items():
+            if wanted(label, preset):
+                aug = DIFFAUG + ([] if preset.startswith("began") else ADA)
+                jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra)))
+    if not jobs:
+        raise GankitError("gallery: nothing to do (give --celeba and/or --flowers, and families that exist: "
+                          "dcgan, wgan, wgan-gp, began, vae, vaegan)")
+    return jobs
+
+
+def finished(run: Path | None) -> dict | None:
+    """The gallery's record of a run that trained to its end (its steps or its time budget), else None."""
+    done = run / "gallery.json" if run is not None else None
+    return json.loads(done.read_text()) if done is not None and done.exists() else None
+
+
+def run_of(job: Job, runs: Path) -> Path | None:
+    """The job's run folder (RUNS/<key>/<numbered run>), if it was started."""
+    found = sorted((runs / job.key).glob("[0-9]*-*"))
+    return found[-1] if found else None
+
+
+def train(job: Job, runs: Path, progress: bool) -> Path:
+    """Train (or resume, or reuse) the job's run; return its folder."""
+    from .config import apply_overrides, load_preset
+    from .train import Trainer
+    run = run_of(job, runs)
+    if finished(run):
+        return run
+    if run is not None and any((run / "checkpoints").glob("ckpt-*.json")):
+        trainer = Trainer.resume(run, [], progress=progress)
+    else:
+        cfg = apply_overrides(load_preset(job.preset), job.overrides)
+        trainer = Trainer.new(cfg, job.train_data, runs_root=runs / job.key, progress=progress)
+        run = trainer.run_dir
+    spent = run / "gallery-seconds.json"  # wall time of every call that trained this run
+    before = json.loads(spent.read_text()) if spent.exists() else 0.0
+    t0 = time.time()
+    try:
+        last = trainer.run()
+    finally:
+        spent.write_text(json.dumps(before + time.time() - t0))
+    if trainer._stop_signal is not None:  # interrupted: resumed next time
+        raise GankitError(f"gallery: {job.key} stopped by a signal at step {trainer.step}; run the command again "
+                          f"to continue")
+    record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round((before + time.time() - t0) / 60, 1),
+              "last": last}
+    (run / "gallery.json").write_text(json.dumps(record, indent=1))
+    return run
+
+
+def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
+    """FD and KD of n samples against the job's reference in the feature net's space, from one
+    pass of generation and feature extraction; cached in the run folder."""
+    import torch
+
+    from .metrics.registry import (distance, features_of, generator_batches, load_features, parse_metric,
+                                   reference_features)
+    from .sample import load_run
+    cached = run / "gallery-metrics.json"
+    if cached.exists() and json.loads(cached.read_text()).get("n") == n:
+        return json.loads(cached.read_text())
+    family, _ = load_run(run)
+    feats = load_features(parse_metric(f"fd-{feature_net}10k"), ref=job.ref)
+    gen = torch.Generator().manual_seed(0)
+    f_gen = features_of(generator_batches(lambda k: family.generate(family.sample_z(k, gen)), n), feats)
+    f_ref = reference_features(job.ref, feats, n)
+    kd = distance("kernel", f_gen, f_ref)
+    out = {"n": n, "n_reference": len(f_ref), "features": feats.id, "fd": distance("frechet", f_gen, f_ref)["value"],
+           "kd": kd["value"], "kd_std": kd["std"]}
+    cached.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str | Path,
+            families: list[str] | None = None, extra: list[str] | None = None, n: int = 36,
+            n_eval: int = 10_000, progress: bool = True) -> list[Path]:
+    """Train what is missing, score, and write the figures and tables; returns the files written."""
+    from .sample import sample_grid
+    from .train.speed import cpu_name
+    runs, out = Path(runs), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan(celeba, flowers, families, extra or [])
+    written = []
+    for data_name in dict.fromkeys(j.data_name for j in jobs):
+        these = [j for j in jobs if j.data_name == data_name]
+        rows = []
+        for job in these:
+            run = train(job, runs, progress)
+            feature_net = _feature_net_name(job.ref)
+            metrics = score(job, run, feature_net, n_eval)
+            done = finished(run)
+            rows.append((job, run, done, metrics, feature_net))
+        figure = sample_grid([r[1] for r in rows], n, out / f"gallery-{data_name}.png",
+                             labels=[r[0].label for r in rows])
+        k = f"{n_eval // 1000}k" if n_eval % 1000 == 0 else str(n_eval)
+        table = [f"| family | preset | steps | images | minutes | CPU | fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for job, run, done, m, _ in rows:
+            extra_text = " + DiffAugment" if any("diffaug" in o for o in job.overrides) else ""
+            table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
+                         f"{done['minutes']} | {cpu_name()} | {m['fd']:.2f} | {m['kd']:.4f} |")
+        md = out / f"gallery-{data_name}.md"
+        md.write_text("\n".join(table) + "\n")
+        written += [figure, md]
+    return written
+
+
+def _feature_net_name(ref: str) -> str:
+    from .data.dataset import split_rows
+    from .metrics.featnet import load_feature_net
+    folder = Path(split_rows(ref)[0]) / "features"
+    try:
+        _, report = load_feature_net(folder)
+    except GankitError:
+        raise GankitError(f"gallery: no feature network at {folder}; make one with "
+                          f"`gankit train-features {split_rows(ref)[0]}`") from None
+    return report["name"]

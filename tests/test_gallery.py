@@ -1,0 +1,54 @@
+"""The gallery command: every family side by side, a table, finished runs reused."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from gankit.cli import main
+from gankit.data import prepare
+
+TINY = ["--set", "model.width=8", "--set", "train.batch=8", "--set", "train.steps=2", "--set", "train.log_every=1",
+        "--set", "train.sample_every=2", "--set", "train.ckpt_every=2", "--set", "train.grid=4"]
+
+
+@pytest.fixture(scope="module")
+def toy64(tmp_path_factory):
+    from gankit.metrics.featnet import train_feature_net
+    out = tmp_path_factory.mktemp("data") / "toy64"
+    prepare("toyfaces", [], 64, out, count=60, progress=False, workers=1)
+    train_feature_net(out, epochs=1, batch=16, progress=False, precision="fp32")
+    return out
+
+
+def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeypatch):
+    argv = ["gallery", "--celeba", str(toy64), "--flowers", str(toy64), "--families", "dcgan,vae,began",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "-n", "4", "--n-eval", "64",
+            "--quiet", *TINY]
+    assert main(argv) == 0
+    table = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()
+    assert table[0].startswith("| family |") and "fd-toyfaces-attr64" in table[0]
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["DCGAN", "BEGAN", "VAE"]
+    assert all("| 2 |" in row and "| 16 |" in row for row in table[2:])  # steps and images (2 x batch 8)
+    flowers = (tmp_path / "out" / "gallery-flowers.md").read_text()
+    assert "DiffAugment" in flowers and "VAE" not in flowers  # the GAN families only, augmented
+    for name, families in (("celeba", 3), ("flowers", 2)):  # no VAE among the flowers' families
+        img = np.asarray(Image.open(tmp_path / "out" / f"gallery-{name}.png"))
+        grid = 2 + 2 * 66  # a 2x2 grid of 64-px samples
+        assert img.shape[:2] == (18 + grid, families * grid + (families - 1) * 12), img.shape  # labelled, side by side
+    # held out: the celeba runs train on 90% of the 60 images, flowers on all of them
+    import json
+    runs = sorted((tmp_path / "runs").glob("*/*/run.json"))
+    data = {p.parent.parent.name: json.loads(p.read_text())["images"] for p in runs}
+    assert data["celeba-dcgan"] == 54 and data["flowers-dcgan"] == 60
+    # a second call reuses every finished run and its scores
+    from gankit.train import Trainer
+    monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert len(list((tmp_path / "runs").glob("*/*/run.json"))) == 5  # 3 CelebA + 2 flowers runs, none new
+
+
+def test_gallery_needs_data_and_known_families(tmp_path, capsys):
+    assert main(["gallery", "--runs", str(tmp_path)]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    assert main(["gallery", "--celeba", str(tmp_path / "missing")]) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
