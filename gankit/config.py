@@ -23,6 +23,7 @@ class ModelConfig:
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
     d_norm: str = "batch"  # batch | layer | instance | none
     g_norm: str = "batch"  # batch | none
+    prior: str = ""  # distribution of z: normal | uniform ("" = the family's: uniform for BEGAN, else normal)
 
 
 @dataclass
@@ -34,6 +35,10 @@ class OptimConfig:
     beta2: float = 0.999
     lr_decay: float = 1.0  # multiply every learning rate by this every lr_decay_every steps (1 = off)
     lr_decay_every: int = 100_000
+    # halve (x plateau_factor) every learning rate when the family's convergence measure (BEGAN's M_global)
+    # has not fallen by 1% over a window of plateau_every steps (Berthelot et al., section 4.1); 1 = off
+    plateau_factor: float = 1.0
+    plateau_every: int = 2000
 
 
 @dataclass
@@ -45,6 +50,8 @@ class GanConfig:
     lambda_k: float = 0.001  # BEGAN k_t learning rate
     kl_weight: float = 1.0  # VAE / VAE-GAN weight of the KL term
     feature_layer: int = 3  # VAE-GAN: D stages whose output measures reconstruction
+    vaegan_update: str = "three-step"  # VAE-GAN: three-step (MISSION 1.4) | larsen (the paper's Algorithm 1)
+    llike_gamma: float = 1e-2  # VAE-GAN larsen: weight of L_llike against L_GAN in the decoder's update
 
 
 @dataclass
@@ -55,6 +62,13 @@ class AugmentConfig:
     hue: float = 0.05  # max |hue shift| as a fraction of the colour circle
     saturation: float = 0.2  # saturation scaled by U[1-s, 1+s]
     value: float = 0.2  # value scaled by U[1-v, 1+v]
+    # The flips, turns and HSV above enlarge the real data only: G then learns the augmented distribution.
+    # DiffAugment (below) transforms everything D sees, real and generated, in both updates: G learns the data.
+    diffaug: str = ""  # DiffAugment transforms, e.g. color,translation,cutout ("" = off)
+    p: float = 1.0  # probability of each transform per image (fixed; the start value when ada_target > 0)
+    ada_target: float = 0.0  # ADA: steer p so that E[sign D(real)] stays at this (e.g. 0.6); 0 = fixed p
+    ada_kimg: float = 100.0  # thousands of images for the adaptive p to move from 0 to 1
+    ada_every: int = 4  # steps between adjustments of the adaptive p
 
 
 @dataclass
@@ -76,6 +90,8 @@ class TrainConfig:
     grid: int = 64  # images in each sample grid
     ema: float = 0.0  # decay of an exponential moving average of G's weights (e.g. 0.999); 0 = off.
     #                   Sample grids, `gankit sample`, eval and the latent tools use the average when on.
+    ema_rampup: float = 0.05  # the average's half-life is at most this share of the steps so far, so it
+    #                           forgets the random start early on (stylegan2-ada's ema_rampup); 0 = off
     metric: str = ""  # e.g. fd-celeba-attr10k or fid10k, computed every metric_every steps; "" = off
     metric_every: int = 2000
     metric_ref: str = ""  # reference set for the metric (a prepared dataset caches its statistics)
@@ -149,10 +165,35 @@ class Config:
             raise GankitError(f"config: train.max_minutes must be >= 0 (0 = no limit), got {t.max_minutes}")
         if not 0 <= t.ema < 1:
             raise GankitError(f"config: train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
+        _choice("gan.vaegan_update", g.vaegan_update, ("three-step", "larsen"))
+        if g.llike_gamma < 0:
+            raise GankitError(f"config: gan.llike_gamma must be >= 0, got {g.llike_gamma}")
+        if m.family == "began" and self.augment.ada_target > 0:
+            raise GankitError("config: augment.ada_target: BEGAN's k_t controller already balances D and G and its "
+                              "losses carry no real/fake sign; use a fixed augment.p")
+        if t.ema_rampup < 0:
+            raise GankitError(f"config: train.ema_rampup must be >= 0 (0 = off), got {t.ema_rampup}")
+        _choice("model.prior", m.prior, ("", "normal", "uniform"))
+        a = self.augment
+        from .data.diffaug import parse_policy
+        try:
+            policy = parse_policy(a.diffaug)
+        except ValueError as e:
+            raise GankitError(f"config: augment.diffaug: {e}") from None
+        if policy and m.family == "vae":
+            raise GankitError("config: augment.diffaug augments what a discriminator sees; the vae family has none")
+        if not 0 <= a.p <= 1 or not 0 <= a.ada_target < 1 or a.ada_kimg <= 0 or a.ada_every < 1:
+            raise GankitError(f"config: augment.p must be in [0, 1], augment.ada_target in [0, 1), augment.ada_kimg "
+                              f"> 0 and augment.ada_every >= 1; got {a.p}, {a.ada_target}, {a.ada_kimg}, {a.ada_every}")
         if not 0 <= g.gamma <= 1:
             raise GankitError(f"config: gan.gamma must be in [0, 1], got {g.gamma}")
         if not 0 < o.lr_decay <= 1 or o.lr_decay_every < 1:
             raise GankitError("config: optim.lr_decay must be in (0, 1] and optim.lr_decay_every >= 1")
+        if not 0 < o.plateau_factor <= 1 or o.plateau_every < 1:
+            raise GankitError("config: optim.plateau_factor must be in (0, 1] and optim.plateau_every >= 1")
+        if o.plateau_factor < 1 and m.family != "began":
+            raise GankitError(f"config: optim.plateau_factor follows a convergence measure (BEGAN's M_global); "
+                              f"the {m.family} family has none")
         if g.clip < 0 or g.gp_lambda < 0:
             raise GankitError("config: gan.clip and gan.gp_lambda must be >= 0")
         if m.family == "wgan" and m.d_norm == "batch" and g.gp_lambda > 0:
@@ -215,13 +256,15 @@ _PRESETS: dict[str, tuple[str, dict]] = {
                         train=dict(batch=64),
                         optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
                         gan=dict(n_critic=5, gp_lambda=10.0))),
-    "began-64": ("BEGAN (MISSION 1.3), 64 px, n=128, Z=64, gamma 0.5, lambda_k 0.001, batch 48, Adam 1e-4 (0.5, 0.999)",
-                 dict(model=dict(family="began", res=64, z_dim=64, width=128),
-                      optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
+    "began-64": ("BEGAN (MISSION 1.3), 64 px, n=128, Z=64, no BatchNorm, gamma 0.5, lambda_k 0.001, batch 48, "
+                 "Adam 1e-4 (0.5, 0.999) halved when M_global stalls",
+                 dict(model=dict(family="began", res=64, z_dim=64, width=128, d_norm="none", g_norm="none"),
+                      optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
                       gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48, log_every=1))),
-    "began-128": ("BEGAN at 128 px (one more stage), n=128, Z=64, batch 48, Adam 1e-4 (0.5, 0.999)",
-                  dict(model=dict(family="began", res=128, z_dim=64, width=128),
-                       optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
+    "began-128": ("BEGAN at 128 px (one more stage), n=128, Z=64, no BatchNorm, batch 48, Adam 1e-4 (0.5, 0.999) "
+                  "halved when M_global stalls",
+                  dict(model=dict(family="began", res=128, z_dim=64, width=128, d_norm="none", g_norm="none"),
+                       optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
                        gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48, log_every=1))),
     "vae-64": ("VAE, k4 encoder/decoder (DCGAN tables), 64 px, Z=128, KL weight 1, batch 64, Adam 2e-4 (0.5, 0.999)",
                dict(model=dict(family="vae", arch="k4", res=64, z_dim=128, width=64),

@@ -35,7 +35,8 @@ from . import toyfaces
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm"}
 RESIZE_FILTER = "lanczos (Pillow, antialiased)"
 SOURCES = ("celeba", "flowers", "cifar10", "folder", "toyfaces")
-CELEBA_CROP = 108 / 178  # DCGAN's 108-px centre crop of the 178-px-wide aligned faces
+CELEBA_WIDTH = 178  # the aligned faces are 178 x 218
+CELEBA_CROP = 108 / CELEBA_WIDTH  # DCGAN's 108-px centre crop of the 178-px-wide aligned faces
 
 
 @dataclass
@@ -74,6 +75,19 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def celeba_crop_fraction(res: int) -> float:
+    """CelebA's centre square as a fraction of the width: DCGAN's 108 of 178, widened to res of 178
+    above 108 px, so the original aligned faces are never enlarged (128 px: 128 of 178, not 108
+    enlarged). The same fraction for every copy of the set (the half-size one too), so the framing
+    does not depend on the copy."""
+    return max(CELEBA_CROP, res / CELEBA_WIDTH)
+
+
+def crop_side(w: int, h: int, crop_fraction: float | None) -> int:
+    """Side of the centre square: the short side, or crop_fraction x the width."""
+    return min(w, h) if crop_fraction is None else min(w, h, round(w * crop_fraction))
+
+
 def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
     """Decode one file, take the centre square and resize it (antialiased) to res x res."""
     with Image.open(path) as im:
@@ -82,7 +96,7 @@ def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
             raise ValueError(f"{w}x{h} px is over the {MAX_PIXELS // 1_000_000} megapixel limit (decompression bomb?)")
         if min(w, h) < MIN_SIDE:
             raise ValueError(f"{w}x{h} px is too small (short side under {MIN_SIDE} px)")
-        side = min(w, h) if crop_fraction is None else min(w, h, round(w * crop_fraction))
+        side = crop_side(w, h, crop_fraction)
         if im.format == "JPEG" and side >= 4 * res:
             # let libjpeg decode at 1/2, 1/4 or 1/8 scale; keeps at least 2x the target size
             scale = 2 * res / side
@@ -98,6 +112,19 @@ def load_image(path: str, res: int, crop_fraction: float | None) -> np.ndarray:
     if arr.shape != (res, res, 3):
         raise ValueError(f"decoded to shape {arr.shape}")
     return arr
+
+
+def _crop_record(plan, res: int) -> dict:
+    """The crop of the first image in pixels, and whether it was enlarged to res (for meta.json)."""
+    if plan.arrays is not None or plan.generator is not None or not plan.files:
+        return {}
+    try:
+        with Image.open(plan.files[0]) as im:
+            w, h = im.size
+    except Exception:
+        return {}
+    side = crop_side(w, h, plan.crop_fraction)
+    return {"crop_px": f"{side}x{side} of {w}x{h}", "upsampled": side < res}
 
 
 def skip_reasons(skipped: list[dict]) -> dict[str, int]:
@@ -193,7 +220,7 @@ def read_celeba_partition(path: Path) -> dict[str, int]:
     return out
 
 
-def plan_celeba(paths: list[Path], images: str | None = None, **_) -> Plan:
+def plan_celeba(paths: list[Path], images: str | None = None, res: int = 64, **_) -> Plan:
     if len(paths) != 1:
         raise GankitError("celeba: give one path (the CelebA folder or its img_align_celeba folder)")
     root = _need_dir(paths[0], "celeba")
@@ -207,8 +234,10 @@ def plan_celeba(paths: list[Path], images: str | None = None, **_) -> Plan:
         if counts[img_dir] == 0:
             raise GankitError(f"celeba: no .jpg images in {root} or its img_align_celeba* folders")
     files = sorted(str(img_dir / f.name) for f in os.scandir(img_dir) if f.name.lower().endswith(".jpg"))
-    plan = Plan(files=files, crop=f"centre square {CELEBA_CROP:.4f} x width (108 px of 178)",
-                crop_fraction=CELEBA_CROP, notes={"images_dir": str(img_dir)})
+    fraction = celeba_crop_fraction(res)
+    plan = Plan(files=files, crop=f"centre square {fraction:.4f} x width ({round(fraction * CELEBA_WIDTH)} px of "
+                                  f"{CELEBA_WIDTH}: DCGAN's 108, widened to the output size above it)",
+                crop_fraction=fraction, notes={"images_dir": str(img_dir)})
     names = [Path(f).name for f in files]
     for folder in (img_dir, img_dir.parent):
         attr_file = folder / "list_attr_celeba.txt"
@@ -366,7 +395,7 @@ def prepare(source: str, paths: Iterable[str | Path], res: int, out: str | Path,
     if out.exists() and not overwrite:
         raise GankitError(f"{out} already exists (pass --overwrite to replace it)")
     paths = [Path(p) for p in paths]
-    plan = PLANNERS[source](paths, images=images, count=count)
+    plan = PLANNERS[source](paths, images=images, count=count, res=res)
     n_all = len(plan.files)
     keep = np.arange(n_all if limit is None else min(limit, n_all))
     t0 = time.time()
@@ -435,6 +464,7 @@ def prepare(source: str, paths: Iterable[str | Path], res: int, out: str | Path,
             "count": int(len(good)),
             "res": res,
             "crop": plan.crop,
+            **_crop_record(plan, res),
             "resize_filter": RESIZE_FILTER if plan.arrays is None or res != 32 else "none",
             "attributes": plan.attr_names,
             "classes": plan.class_names,

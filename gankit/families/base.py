@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from typing import Iterator
 
 import torch
 from torch import nn
 
 from ..config import Config
+from ..data.diffaug import AdaptiveP, diff_augment, parse_policy
 
 
 class Family:
@@ -37,6 +39,11 @@ class Family:
         self.fast: dict[str, nn.Module] = {}
         self.ema: nn.Module | None = None  # moving average of G (train.ema > 0)
         self.use_ema = True  # sampling uses the average when there is one
+        if cfg.model.prior:
+            self.prior = cfg.model.prior
+        a = cfg.augment
+        self.diffaug = parse_policy(a.diffaug)  # DiffAugment of everything D sees (data/diffaug.py)
+        self.ada = AdaptiveP(a.p, a.ada_target, cfg.train.batch, a.ada_every, a.ada_kimg, device)
 
     # --- set-up helpers used by subclasses ----------------------------------------------------------
     def finish_setup(self) -> None:
@@ -54,13 +61,23 @@ class Family:
             else:
                 self.fast[name] = net
 
+    def ema_decay(self, step: int | None = None) -> float:
+        """The average's decay for the update after `step` steps: train.ema, its half-life capped at
+        train.ema_rampup x the steps done (stylegan2-ada's ema_rampup), so the first grids show the
+        current G instead of the random start. None: the plain decay."""
+        decay, rampup = self.cfg.train.ema, self.cfg.train.ema_rampup
+        if step is None or rampup <= 0:
+            return decay
+        half_life = min(math.log(0.5) / math.log(decay), rampup * (step + 1))
+        return 0.5 ** (1.0 / half_life)
+
     @torch.no_grad()
-    def update_ema(self) -> None:
+    def update_ema(self, step: int | None = None) -> None:
         """ema <- decay * ema + (1 - decay) * G, parameters in place; buffers (BatchNorm statistics) copied."""
         if self.ema is None:
             return
         g = self.nets["G"]
-        torch._foreach_lerp_(list(self.ema.parameters()), list(g.parameters()), 1.0 - self.cfg.train.ema)
+        torch._foreach_lerp_(list(self.ema.parameters()), list(g.parameters()), 1.0 - self.ema_decay(step))
         for b_ema, b in zip(self.ema.buffers(), g.buffers()):
             b_ema.copy_(b)
 
@@ -89,6 +106,22 @@ class Family:
         return torch.autocast(self.device.type, dtype=self.precision or torch.float32,
                               enabled=self.precision is not None)
 
+    def d_view(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """What the discriminator sees of images x, real or generated: x through DiffAugment when
+        augment.diffaug is on (differentiable, so G's gradient flows through it), else x."""
+        if not self.diffaug:
+            return x
+        return diff_augment(x, self.diffaug, self.ada.p if self.ada.adaptive else self.cfg.augment.p, gen)
+
+    def augment_metrics(self) -> dict[str, torch.Tensor]:
+        """The augmentation probability and ADA's r_t, logged with every step while DiffAugment is on."""
+        if not self.diffaug:
+            return {}
+        out = {"aug_p": self.ada.p.clone()}
+        if self.ada.adaptive:
+            out["ada_r"] = self.ada.r.clone()
+        return out
+
     @staticmethod
     @contextlib.contextmanager
     def frozen(net: nn.Module) -> Iterator[None]:
@@ -106,6 +139,26 @@ class Family:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    def step_together(self, losses: dict[str, torch.Tensor]) -> None:
+        """Simultaneous updates from one forward pass: each named net's optimizer steps on the
+        gradient of its own loss with respect to its own weights (BEGAN's L_D and L_G; VAE-GAN's
+        Algorithm 1). Several names may share one loss."""
+        groups: dict[int, list[str]] = {}  # nets sharing one loss object: one backward pass for all
+        for name, loss in losses.items():
+            groups.setdefault(id(loss), []).append(name)
+        grads: dict[str, tuple] = {}
+        for i, names in enumerate(groups.values()):
+            params = [[p for p in self.nets[n].parameters() if p.requires_grad] for n in names]
+            flat = torch.autograd.grad(losses[names[0]], [p for ps in params for p in ps],
+                                       retain_graph=i < len(groups) - 1, allow_unused=True)
+            for n, ps in zip(names, params):
+                grads[n], flat = (ps, flat[:len(ps)]), flat[len(ps):]
+        for name, (params, gs) in grads.items():
+            self.opts[name].zero_grad(set_to_none=True)
+            for p, g in zip(params, gs):
+                p.grad = g
+            self.opts[name].step()
 
     # --- the interface the trainer calls -------------------------------------------------------------
     @property
@@ -157,6 +210,8 @@ class Family:
         state = {"nets": {k: v.state_dict() for k, v in self.nets.items()},
                  "opts": {k: v.state_dict() for k, v in self.opts.items()},
                  "extra": self.extra_state()}
+        if self.diffaug:
+            state["augment"] = self.ada.state()
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
@@ -174,5 +229,7 @@ class Family:
                         if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
                             opt.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
         self.load_extra_state(state.get("extra", {}))
+        if self.diffaug and "augment" in state:
+            self.ada.load(state["augment"])
         if self.ema is not None:  # a run that turns the average on when resumed starts it from G
             self.ema.load_state_dict(state["ema"] if "ema" in state else self.nets["G"].state_dict())

@@ -7,7 +7,9 @@
     M_global = L(x) + |gamma L(x) - L(G(z))|                      (convergence measure)
 
 D and G are updated simultaneously, both from the same forward pass. z ~ U[-1, 1]^Z. No BatchNorm,
-no dropout, no transposed convolutions; ELU everywhere; the embedding h is linear.
+no dropout, no transposed convolutions; ELU everywhere; the embedding h is linear; weights drawn
+from N(0, 0.02) (seed 000, Table 3). The presets halve the learning rates when M_global stalls
+(section 4.1; optim.plateau_factor).
 
 Encoder (64x64x3 in), n = width:              Decoder / generator (Z in):
     [conv3 ELU] x3        64x64xn                 linear               8x8xn
@@ -29,6 +31,7 @@ from torch import nn
 
 from ..config import Config
 from .base import Family
+from .dcgan import dcgan_init
 
 
 def conv_elu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -106,6 +109,8 @@ class BEGAN(Family):
         super().__init__(cfg, device, precision)
         m = cfg.model
         self.nets = {"G": Decoder(m.res, m.width, m.z_dim), "D": AutoencoderD(m.res, m.width, m.z_dim)}
+        for net in self.nets.values():  # N(0, 0.02) weights, zero biases (seed 000, Table 3)
+            dcgan_init(net)
         self.k = torch.zeros((), device=device)
         self.finish_setup()
 
@@ -114,18 +119,12 @@ class BEGAN(Family):
         g = self.cfg.gan
         z = self.sample_z(real.shape[0], gen)
         with self.amp():
-            fake = G(z)
+            # with DiffAugment the autoencoder reconstructs what it sees: L(T(x)) and L(T(G(z)))
+            real, fake = self.d_view(real, gen), self.d_view(G(z), gen)
             recon_real, recon_fake = D(real), D(fake)
         loss_real, loss_fake = l1(real, recon_real), l1(fake, recon_fake)
         # simultaneous updates from one forward pass: D's gradient of L_D, G's gradient of L_G
-        d_params = [p for p in self.nets["D"].parameters()]
-        g_params = [p for p in self.nets["G"].parameters()]
-        grads_d = torch.autograd.grad(loss_real - self.k * loss_fake, d_params, retain_graph=True)
-        grads_g = torch.autograd.grad(loss_fake, g_params)
-        for params, grads, opt in ((d_params, grads_d, self.opts["D"]), (g_params, grads_g, self.opts["G"])):
-            for p, gr in zip(params, grads):
-                p.grad = gr
-            opt.step()
+        self.step_together({"D": loss_real - self.k * loss_fake, "G": loss_fake})
         loss_real, loss_fake = loss_real.detach(), loss_fake.detach()
         self.k = update_k(self.k, loss_real, loss_fake, g.gamma, g.lambda_k)
         return {"L_real": loss_real, "L_fake": loss_fake, "k_t": self.k.clone(),

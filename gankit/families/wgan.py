@@ -70,13 +70,19 @@ class WGAN(Family):
                 fake = G(z)
             with self.amp():
                 if self.cfg.model.d_norm == "batch":  # batch statistics: real and fake apart
-                    d_real, d_fake = D(real_k).float().mean(), D(fake).float().mean()
+                    s_real, s_fake = D(self.d_view(real_k, gen)).float(), D(self.d_view(fake, gen)).float()
                 else:  # per-sample norms: one critic pass over both halves is the same, and faster
-                    d_real, d_fake = D(torch.cat([real_k, fake.to(real_k.dtype)])).float().chunk(2)
-                    d_real, d_fake = d_real.mean(), d_fake.mean()
+                    both = self.d_view(torch.cat([real_k, fake.to(real_k.dtype)]), gen)
+                    s_real, s_fake = D(both).float().chunk(2)
+                d_real, d_fake = s_real.mean(), s_fake.mean()
             loss_d = d_fake - d_real
+            # ADA's signal for a critic, whose scores have no zero point: real scored above the mean fake
+            self.ada.observe(torch.sign(s_real.detach() - d_fake.detach()))
             if g.gp_lambda > 0:
-                gp = gradient_penalty(D, real_k, fake.float(), gen, self.amp())
+                # with DiffAugment the penalty holds the critic D(T(.)) that the loss uses to 1-Lipschitz,
+                # at interpolates of the un-augmented real and fake images
+                critic = (lambda v: D(self.d_view(v, gen))) if self.diffaug else D
+                gp = gradient_penalty(critic, real_k, fake.float(), gen, self.amp())
                 loss_d = loss_d + g.gp_lambda * gp
                 out["gradient_penalty"] = gp.detach()
             self.update(self.opts["D"], loss_d)
@@ -85,7 +91,7 @@ class WGAN(Family):
 
         z = self.sample_z(real.shape[0] // g.n_critic, gen)
         with self.amp(), self.frozen(self.nets["D"]):
-            loss_g = -D(G(z)).float().mean()
+            loss_g = -D(self.d_view(G(z), gen)).float().mean()
         self.update(self.opts["G"], loss_g)
         out.update(loss_D=loss_d.detach(), loss_G=loss_g.detach(), wasserstein=(d_real - d_fake).detach())
         return out

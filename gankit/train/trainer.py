@@ -131,6 +131,8 @@ class Trainer:
             self._device_images = torch.from_numpy(np.ascontiguousarray(self.dataset.images)).to(self.device)
         self.lr_scale = 1.0  # lowered by each roll-back after a non-finite loss or weight
         self.rollbacks = 0
+        # optim.plateau_factor: the convergence measure's window sum and the learning-rate scale it set
+        self.plateau = {"sum": 0.0, "count": 0, "best": None, "scale": 1.0}
         self._features = None  # the metric's feature network, loaded once
 
     # --- construction ----------------------------------------------------------------------------
@@ -212,7 +214,7 @@ class Trainer:
     def state(self) -> dict:
         return {"family": self.family.state_dict(), "gen": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_metric": self.best,
-                "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}
+                "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "plateau": dict(self.plateau)}
 
     def load_state(self, state: dict, step: int) -> None:
         try:
@@ -225,13 +227,38 @@ class Trainer:
         self.best = state.get("best_metric")
         self.lr_scale = state.get("lr_scale", 1.0)
         self.rollbacks = state.get("rollbacks", 0)
+        self.plateau.update(state.get("plateau", {}))
         self.step = step
         self.apply_lr()
 
     def apply_lr(self) -> None:
         """Learning rates: configured x roll-back scale x the decay schedule at this step."""
         o = self.cfg.optim
-        self.family.scale_lr(self.lr_scale * o.lr_decay ** (self.step // o.lr_decay_every))
+        self.family.scale_lr(self.lr_scale * self.plateau["scale"] * o.lr_decay ** (self.step // o.lr_decay_every))
+
+    def watch_plateau(self, out: dict[str, torch.Tensor]) -> None:
+        """Sum the convergence measure over a window of optim.plateau_every steps; at the window's
+        end, scale the learning rates by optim.plateau_factor unless its mean fell by 1% below the
+        best window's (BEGAN: the learning rate halves when M_global stalls)."""
+        o, pl = self.cfg.optim, self.plateau
+        if o.plateau_factor >= 1 or self.family.convergence not in out:
+            return
+        pl["sum"] += float(out[self.family.convergence])
+        pl["count"] += 1
+        if self.step % o.plateau_every:
+            return
+        mean = pl["sum"] / max(pl["count"], 1)
+        pl["sum"], pl["count"] = 0.0, 0
+        if pl["best"] is None or mean < 0.99 * pl["best"]:
+            pl["best"] = mean
+            return
+        pl["scale"] *= o.plateau_factor
+        self.apply_lr()
+        if self.world.main:
+            self.metrics.append({"step": self.step, "plateau": self.family.convergence, "window_mean": mean,
+                                 "best_window": pl["best"], "lr_scale": pl["scale"]})
+            print(f"gankit: {self.family.convergence} stalled at step {self.step} (window mean {mean:.4g}, best "
+                  f"{pl['best']:.4g}): learning rates x{pl['scale']:g}", flush=True)
 
     def nonfinite_nets(self) -> list[str]:
         """Names of the networks with a NaN or Inf weight."""
@@ -323,7 +350,8 @@ class Trainer:
         return path
 
     def plot(self) -> list[Path]:
-        groups = dict(self.family.plots, **({"metric": [self.cfg.train.metric]} if self.cfg.train.metric else {}))
+        groups = dict(self.family.plots, **({"metric": [self.cfg.train.metric]} if self.cfg.train.metric else {}),
+                      **({"augment": ["aug_p", "ada_r"]} if self.family.diffaug else {}))
         title = f"{self.cfg.preset} on {self.dataset.name}"
         records = self.metrics.read()
         written = plot_metrics(records, groups, self.run_dir / "plots", title=title)
@@ -395,6 +423,7 @@ class Trainer:
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)
                 out = self.family.step(real, self.gen)
+                out.update(self.family.augment_metrics())
                 if world.active:  # BatchNorm statistics and k_t: the mean over ranks
                     ddp.average_tensors(shared_state, world)
                 # every step on CPU (a cheap check); at log steps on GPUs (a check is a host sync)
@@ -406,12 +435,17 @@ class Trainer:
                         self.rollback(", ".join(bad), at_step=self.step + 1)
                         sums, n_sum, t_last = {}, 0, time.perf_counter()
                         continue
-                self.family.update_ema()
+                self.family.update_ema(self.step)
+                if self.family.ada.adaptive and (self.step + 1) % self.cfg.augment.ada_every == 0:
+                    if world.active:  # every rank's signs count, and all keep the same p
+                        ddp.average_tensors([self.family.ada.sign_sum, self.family.ada.count], world)
+                    self.family.ada.adjust()
                 for k, v in out.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 n_sum += 1
                 self.step += 1
                 bar.update(1)
+                self.watch_plateau(out)
 
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     now = time.perf_counter()
