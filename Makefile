@@ -39,10 +39,12 @@ demo: $(STAMP)
 		--set train.steps=$(DEMO_STEPS) --set train.sample_every=500 --set train.ckpt_every=1000
 
 test: $(STAMP)
+	@$(TEST_ENV) $(PY) -m gankit.env
 	$(TEST_ENV) $(PY) -m pytest -q
 
 # the other numeric path of this CPU: fp32 on AVX2 kernels where bf16 is native, forced bf16 where not
 test-other: $(STAMP)
+	@$(TEST_ENV) env $$($(PY) -m gankit.env --other-path) $(PY) -m gankit.env
 	$(TEST_ENV) env $$($(PY) -m gankit.env --other-path) $(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -94,5 +94,7 @@ if __name__ == "__main__":  # python -m gankit.env [--other-path]: KEY=VALUE wor
     if sys.argv[1:] == ["--other-path"]:
         print(" ".join(f"{k}={v}" for k, v in other_numeric_path().items()))
     else:
-        print(f"native bf16: {cpu_supports_bf16()}; training precision: {precision_name(resolve_precision('cpu'))}; "
-              f"other path: {' '.join(f'{k}={v}' for k, v in other_numeric_path().items())}")
+        print(f"gankit numeric environment: {torch.get_num_threads()} threads, kernels "
+              f"{torch.backends.cpu.get_cpu_capability()}, native bf16 {cpu_supports_bf16()}, GANKIT_PRECISION="
+              f"{precision_setting()}: training in {precision_name(resolve_precision('cpu'))}, tools in "
+              f"{precision_name(resolve_precision('cpu', auto='fp32'))}")
