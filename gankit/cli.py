@@ -52,6 +52,7 @@ def cmd_train(args) -> None:
         last = trainer.run()
         say(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}))
         say(f"samples: {trainer.run_dir / 'samples' / 'latest.png'}  plots: {trainer.run_dir / 'plots'}")
+        ddp.shutdown(clean=True)
     finally:
         ddp.shutdown()
 

@@ -49,9 +49,17 @@ def init_from_env(device_type: str = "auto") -> World:
     return World(rank, size, local_rank)
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = False) -> None:
+    """Leave the process group. After a clean finish all ranks first meet at a barrier: a rank that
+    tears its connections down while another is still in its last collective can abort that one
+    (gloo: 'terminate called without an active exception'). After an error, no barrier: the other
+    ranks may never come, and torchrun stops them."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if clean:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def average_gradients(params: list[torch.Tensor], world: World) -> None:
