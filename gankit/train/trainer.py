@@ -247,6 +247,10 @@ class Trainer:
         pl["count"] += 1
         if self.step % o.plateau_every:
             return
+        if self.world.active:  # every rank judges the same window mean, so all keep the same rates
+            window = torch.tensor([pl["sum"], float(pl["count"])], device=self.device)
+            ddp.average_tensors([window], self.world)
+            pl["sum"], pl["count"] = float(window[0]), int(round(float(window[1])))
         mean = pl["sum"] / max(pl["count"], 1)
         pl["sum"], pl["count"] = 0.0, 0
         if pl["best"] is None or mean < 0.99 * pl["best"]:
