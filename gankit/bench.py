@@ -2,6 +2,7 @@
 
     python -m gankit.bench [--preset dcgan-64] [--steps 3] [--jpegs DIR]
     python -m gankit.bench --throughput dcgan-64-cpu,began-64-cpu,vae-64-cpu   # any family, gankit's path only
+    python -m gankit.bench --throughput wgan-gp-64-cpu --set train.batch=32    # ... with config overrides
 
 Three loops train the same networks (MISSION conv3 tables, batch 128) on the same machine, the
 DCGAN-64 preset or WGAN-GP-64 (LayerNorm critic, 5 critic steps with the gradient penalty):
@@ -27,7 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .config import load_preset
+from .config import apply_overrides, load_preset
 from .data.dataset import to_float
 from .data.prepare import list_images, load_image
 from .data.toyfaces import draw_face
@@ -114,8 +115,9 @@ def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: in
     return time_steps(step_wgan_gp if wgan_gp else step, warmup, steps)
 
 
-def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, compile: bool):
-    cfg = load_preset(preset)
+def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, compile: bool,
+                 overrides: list[str] | None = None):
+    cfg = apply_overrides(load_preset(preset), overrides or [])
     cfg.train.compile = compile
     device = torch.device("cpu")
     precision = resolve_precision(device, cfg.train.precision)
@@ -133,15 +135,15 @@ def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, co
     return times, family, precision, cfg
 
 
-def throughput(presets: list[str], warmup: int, steps: int) -> dict:
-    """gankit's training images/s and MFU for each preset (any family), on toyfaces at the preset's size."""
+def throughput(presets: list[str], warmup: int, steps: int, overrides: list[str] | None = None) -> dict:
+    """gankit's training images/s and MFU for each preset (any family) with `overrides` applied, on
+    toyfaces at the preset's size."""
     out = {}
     print(f"{'preset':22s} {'batch':>5s} {'img/s':>8s} {'s/step':>8s} {'MFU':>6s}")
     for name in presets:
-        cfg = load_preset(name)
-        res = cfg.model.res
+        res = apply_overrides(load_preset(name), overrides or []).model.res
         images = np.stack([draw_face(i, res)[0] for i in range(256)])
-        times, family, precision, cfg = bench_gankit(name, images, warmup, steps, False)
+        times, family, precision, cfg = bench_gankit(name, images, warmup, steps, False, overrides)
         t = statistics.median(times)
         per_step = cfg.train.batch * family.batches_per_step
         flops = step_flops(family, cfg.train.batch, res)
@@ -163,9 +165,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--throughput", metavar="PRESETS",
                     help="instead: gankit's images/s and MFU for these comma-separated presets (any family)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --throughput: a config override applied to every preset (repeatable)")
     args = ap.parse_args(argv)
     if args.throughput:
-        res = throughput(args.throughput.split(","), args.warmup, args.steps)
+        res = throughput(args.throughput.split(","), args.warmup, args.steps, args.set)
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2))
         return res

@@ -283,18 +283,42 @@ for _name in ("dcgan-64", "wgan-gp-64"):
     _PRESETS[_name + "-flowers"] = (_desc + "; flips, 90-degree rotations and HSV jitter on (flowers)",
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
-# CPU twins: same algorithm, a quarter of the width and half the batch (BEGAN: an eighth and a third,
-# the size whose 20-minute CelebA run on one core shows faces; BENCHMARKS.md).
-_TWIN_SIZE = {"began-64": (16, 16), "began-128": (16, 16)}
+# CPU twins: same algorithm, smaller networks and batches, EMA of G on, and a length in steps that
+# trains in about 27 minutes on a 2-core AMD EPYC Zen 3 (AVX2, fp32: the slowest CPU the project has
+# seen; `python -m gankit.bench --throughput PRESET` measured s/step at 2 threads, BENCHMARKS.md).
+# name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
+_CPU_TWIN: dict[str, tuple] = {
+    "dcgan-64": (None, None, 7_500, {}),  # 0.207 s/step
+    "dcgan-k4-64": (None, None, 15_000, {}),  # 0.105
+    "dcgan-32": (None, None, 30_000, {}),  # 0.045
+    "dcgan-k4-32": (None, None, 40_000, {}),  # 0.030
+    # WGAN-64: width 16 (0.150 s/step; 32: 0.359) and twice the paper's RMSProp rate for a 27-minute run
+    "wgan-64": (16, None, 10_500, dict(optim=dict(lr_g=1e-4, lr_d=1e-4))),
+    # WGAN-GP-64: width 16 (0.609 s/step; 32: 1.653) and Adam 2e-4 (0, 0.9) for a 27-minute run
+    "wgan-gp-64": (16, 64, 2_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
+    "wgan-32": (None, None, 20_000, {}),  # 0.079
+    "wgan-gp-32": (None, None, 9_500, {}),  # 0.165
+    "began-64": (16, 16, 6_000, {}),  # 0.271 (an eighth of the width, a third of the batch)
+    "began-128": (16, 16, 1_500, {}),  # 1.069
+    "vae-64": (None, None, 30_000, {}),  # 0.040
+    "vaegan-64": (None, None, 9_000, {}),  # 0.176
+}
+_CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]  # 0.192
+_CPU_TWIN["wgan-gp-64-flowers"] = _CPU_TWIN["wgan-gp-64"]
 for _name in list(_PRESETS):
     _desc, _fields = _PRESETS[_name]
     _twin = json.loads(json.dumps(_fields))
-    _width, _batch = _TWIN_SIZE.get(_name, (max(16, _twin["model"]["width"] // 4),
-                                            max(32, _twin["train"]["batch"] // 2)))
-    _twin["model"]["width"], _twin["train"]["batch"] = _width, _batch
-    _twin["train"].update(sample_every=200, ckpt_every=500)
+    _width, _batch, _steps, _other = _CPU_TWIN[_name]
+    _twin["model"]["width"] = _width or max(16, _twin["model"]["width"] // 4)
+    _twin["train"]["batch"] = _batch or max(32, _twin["train"]["batch"] // 2)
+    _twin["train"].update(steps=_steps, ema=0.999, sample_every=200, ckpt_every=500)
+    for _section, _values in _other.items():
+        _twin[_section].update(_values)
+    _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
+                       if k == "lr_g")
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
-                                f"batch {_twin['train']['batch']}", _twin)
+                                f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}, "
+                                f"{_steps:,} steps (~27 min on a 2-core Zen 3), EMA 0.999", _twin)
 
 
 def preset_names() -> list[str]:

@@ -110,8 +110,11 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
     if trainer._stop_signal is not None:  # interrupted: resumed next time
         raise GankitError(f"gallery: {job.key} stopped by a signal at step {trainer.step}; run the command again "
                           f"to continue")
+    import torch
+
+    from .train.speed import cpu_name
     record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round((before + time.time() - t0) / 60, 1),
-              "last": last}
+              "cpu": cpu_name(), "threads": torch.get_num_threads(), "last": last}
     (run / "gallery.json").write_text(json.dumps(record, indent=1))
     return run
 
@@ -144,7 +147,6 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
             n_eval: int = 10_000, progress: bool = True) -> list[Path]:
     """Train what is missing, score, and write the figures and tables; returns the files written."""
     from .sample import sample_grid
-    from .train.speed import cpu_name
     runs, out = Path(runs), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan(celeba, flowers, families, extra or [])
@@ -166,7 +168,8 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         for job, run, done, m, _ in rows:
             extra_text = " + DiffAugment" if any("diffaug" in o for o in job.overrides) else ""
             table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
-                         f"{done['minutes']} | {cpu_name()} | {m['fd']:.2f} | {m['kd']:.4f} |")
+                         f"{done['minutes']} | {done.get('cpu', '?')}, {done.get('threads', '?')} threads | "
+                         f"{m['fd']:.2f} | {m['kd']:.4f} |")
         md = out / f"gallery-{data_name}.md"
         md.write_text("\n".join(table) + "\n")
         written += [figure, md]

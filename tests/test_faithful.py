@@ -196,3 +196,18 @@ def test_celeba_crop_at_128_is_never_enlarged(tmp_path):
     assert meta["crop_px"] == "108x108 of 178x218"  # DCGAN's crop below 108 px
     meta = prepare("celeba", [root], 128, tmp_path / "half", limit=2, progress=False)
     assert meta["crop_px"] == "64x64 of 89x109" and meta["upsampled"] is True  # same framing; this copy is too small
+
+
+def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
+    """A `-cpu` twin may change sizes, learning rates, its length and EMA, never the algorithm."""
+    from gankit.config import preset_names
+    tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "ema"),
+               ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d")}
+    twins = [n for n in preset_names() if n.endswith("-cpu")]
+    assert len(twins) == len([n for n in preset_names() if not n.endswith("-cpu")])
+    for twin in twins:
+        full, cpu = load_preset(twin.removesuffix("-cpu")).to_dict(), load_preset(twin).to_dict()
+        changed = {(s, k) for s in full if isinstance(full[s], dict) for k in full[s] if full[s][k] != cpu[s][k]}
+        assert changed <= tunable, (twin, changed - tunable)
+        assert cpu["train"]["ema"] == 0.999 and cpu["train"]["steps"] != full["train"]["steps"], twin
+        assert cpu["optim"]["lr_g"] / cpu["optim"]["lr_d"] == full["optim"]["lr_g"] / full["optim"]["lr_d"], twin

@@ -21,10 +21,24 @@ def cache_dir() -> Path:
 
 
 def cpu_name() -> str:
+    """The CPU's model name with its family/model numbers and its widest matrix ISA, e.g.
+    "AMD EPYC (family 25 model 1, avx2)": virtual machines often report a bare "AMD EPYC", and the
+    ISA (avx2 | avx512 | avx512_bf16 | amx) decides what bf16 costs."""
     try:
+        info = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if ":" in line:
+                key, value = (x.strip() for x in line.split(":", 1))
+                if key in info:
+                    break  # the first processor's block is enough
+                info[key] = value
+        flags = set(info.get("flags", "").split())
+        isa = next((name for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"),
+                                            ("avx512f", "avx512"), ("avx2", "avx2")) if flag in flags), "")
+        detail = ", ".join(x for x in (f"family {info['cpu family']} model {info['model']}"
+                                       if "cpu family" in info and "model" in info else "", isa) if x)
+        if "model name" in info:
+            return info["model name"] + (f" ({detail})" if detail else "")
     except OSError:
         pass
     return platform.processor() or "cpu"
