@@ -96,6 +96,7 @@ class TrainConfig:
     metric_every: int = 2000
     metric_ref: str = ""  # reference set for the metric (a prepared dataset caches its statistics)
     metric_features: str = ""  # feature network folder for fd-/kd- metrics (default: METRIC_REF/features)
+    metric_raw: bool = True  # with EMA on, also score G itself (logged as METRIC_raw; twice the metric's time)
 
 
 @dataclass

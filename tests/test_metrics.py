@@ -91,6 +91,25 @@ def test_eval_and_in_training_metric_with_best_checkpoint(featnet, toy32, tmp_pa
     assert last["metric"] == "fd-toyfaces-attr1k"
 
 
+def test_in_training_metric_scores_the_average_and_the_generator_itself(featnet, toy32, tmp_path):
+    from gankit.metrics.registry import evaluate_generator
+    base = ["train.steps=4", "train.metric=fd-toyfaces-attr1k", "train.metric_every=4", f"train.metric_ref={toy32}",
+            "train.ema=0.9", "train.ema_rampup=0"]
+    t = Trainer.new(tiny("dcgan-32-cpu", *base), str(toy32), tmp_path, progress=False)
+    t.run()
+    rec = [json.loads(line) for line in (t.run_dir / "metrics.jsonl").read_text().splitlines()
+           if "fd-toyfaces-attr1k" in line][-1]
+    t.family.use_ema = False
+    gen = torch.Generator().manual_seed(t.cfg.train.seed + 2)
+    raw = evaluate_generator("fd-toyfaces-attr1k", lambda n: t.family.generate(t.family.sample_z(n, gen)), str(toy32),
+                             feats=t._features)["value"]
+    assert rec["fd-toyfaces-attr1k_raw"] == pytest.approx(raw, rel=1e-6)
+    assert rec["fd-toyfaces-attr1k"] != rec["fd-toyfaces-attr1k_raw"]
+    off = Trainer.new(tiny("dcgan-32-cpu", *base, "train.metric_raw=0"), str(toy32), tmp_path, progress=False)
+    off.run()
+    assert "_raw" not in (off.run_dir / "metrics.jsonl").read_text()
+
+
 def test_fid_without_weights_is_one_line_error(toy32, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("GANKIT_FID_WEIGHTS", raising=False)
     assert main(["fid", str(toy32), str(toy32)]) == 2

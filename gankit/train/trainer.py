@@ -354,7 +354,8 @@ class Trainer:
         return path
 
     def plot(self) -> list[Path]:
-        groups = dict(self.family.plots, **({"metric": [self.cfg.train.metric]} if self.cfg.train.metric else {}),
+        metric = self.cfg.train.metric
+        groups = dict(self.family.plots, **({"metric": [metric, metric + "_raw"]} if metric else {}),
                       **({"augment": ["aug_p", "ada_r"]} if self.family.diffaug else {}))
         title = f"{self.cfg.preset} on {self.dataset.name}"
         records = self.metrics.read()
@@ -371,18 +372,28 @@ class Trainer:
         t = self.cfg.train
         if self._features is None:
             self._features = load_features(parse_metric(t.metric), None, t.metric_features or None, t.metric_ref)
-        gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # never the training generator
-        result = evaluate_generator(t.metric, lambda n: self.family.generate(self.family.sample_z(n, gen)),
-                                    t.metric_ref, feats=self._features)
+        def value_of(use_ema: bool) -> float:
+            gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # never the training generator
+            self.family.use_ema, before = use_ema, self.family.use_ema
+            try:
+                return evaluate_generator(t.metric, lambda n: self.family.generate(self.family.sample_z(n, gen)),
+                                          t.metric_ref, feats=self._features)["value"]
+            finally:
+                self.family.use_ema = before
+
+        result = {"value": value_of(True)}
+        raw = value_of(False) if self.family.ema is not None and t.metric_raw else None
         value = result["value"]
         if self.best is None or value < self.best:
             self.best = value
             save_checkpoint(self.run_dir / "checkpoints" / "best", self.step, self.state(),
                             {"config": self.cfg.to_dict(), "metric": t.metric, "value": value}, keep=1)
         record = {"step": self.step, t.metric: value, "best_" + t.metric: self.best}
+        if raw is not None:  # the generator itself, next to its moving average
+            record[t.metric + "_raw"] = raw
         self.metrics.append(record)
         if tb:
-            tb.scalars(self.step, {t.metric: value})
+            tb.scalars(self.step, {k: v for k, v in record.items() if k.startswith(t.metric)})
         return record
 
     # --- the loop -------------------------------------------------------------------------------------
