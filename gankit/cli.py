@@ -134,17 +134,26 @@ def cmd_presets(args) -> None:
             print(f"{'':22s} {preset_description(name)}")
 
 
+VALUES = ("value", "precision", "recall", "density", "coverage")
+
+
 def _print_result(result: dict, as_json: bool, label: str) -> None:
     if as_json:
         print(json.dumps(result))
     else:
         extra = f" +- {result['std']:.4g}" if "std" in result else ""
-        print(f"{label} {result['value']:.4f}{extra}  ({', '.join(f'{k}={v}' for k, v in result.items() if k not in ('value', 'std'))})")
+        values = " ".join(f"{v:.4f}" if k == "value" else f"{k} {v:.4f}" for k, v in result.items() if k in VALUES)
+        rest = ", ".join(f"{k}={v}" for k, v in result.items() if k not in VALUES + ("std",))
+        print(f"{label} {values}{extra}  ({rest})")
 
 
 def cmd_fid(args) -> None:
-    from .metrics.registry import compare_sets, feature_net_at, load_features
-    feats = feature_net_at(args.features) if args.features else load_features("inception", args.fid_weights)
+    from .metrics.registry import compare_sets, feature_net_at, load_features, parse_metric
+    if args.features and args.resize == "clean":
+        raise GankitError("--resize clean: chooses the resize to the Inception network's 299 px; gankit's feature "
+                          "networks (--features) see images at their own resolution")
+    feats = feature_net_at(args.features) if args.features else \
+        load_features(parse_metric(f"fid1k{'-clean' if args.resize == 'clean' else ''}"), args.fid_weights)
     kind = "kernel" if args.kid else "frechet"
     result = compare_sets(args.a, args.b, feats, kind, limit=args.limit, bf16=args.bf16)
     label = ("KID" if args.kid else "FID") if feats.name == "inception" else ("KD" if args.kid else "FD") + f"[{feats.name}]"
@@ -152,15 +161,17 @@ def cmd_fid(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .metrics.registry import evaluate_generator
+    from .metrics.registry import evaluate_many, parse_metric
     from .sample import load_run
     from .train.monitor import MetricsLog
+    metrics = [m + "-clean" if args.resize == "clean" and parse_metric(m).net == "inception"
+               and not m.endswith("-clean") else m for m in args.metric]
     family, record = load_run(args.run)
     family.use_ema = not args.no_ema
-    for metric in args.metric:  # each metric sees the same generated images (same seed)
-        gen = torch_generator(args.seed)
-        result = evaluate_generator(metric, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
-                                    args.fid_weights, args.features, args.bf16)
+    gen = torch_generator(args.seed)
+    results = evaluate_many(metrics, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
+                            args.fid_weights, args.features, args.bf16)  # one pass of generation and features
+    for metric, result in zip(metrics, results):
         result = {"step": record["step"], **result, **({"generator": "G" if args.no_ema else "ema"}
                                                          if family.ema is not None else {})}
         MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
@@ -233,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bf16 autocast for feature extraction (faster, not exact; default: fp32 "
                             "unless GANKIT_PRECISION=bf16)")
         s.add_argument("--json", action="store_true", help="print the result as one JSON line")
+        s.add_argument("--resize", choices=("legacy", "clean"), default="legacy",
+                       help="to Inception's 299 px: legacy = pytorch-fid's bilinear (default), clean = clean-fid's "
+                            "antialiased bicubic on float32 (eval: the same as naming fid10k-clean)")
 
     s = sub.add_parser("fid", help="FID (or KID) between two image sets: folders, prepared datasets or .npz")
     s.add_argument("a")
@@ -245,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="a named metric of a run's generator against a reference set")
     s.add_argument("run", help="run folder")
     s.add_argument("--metric", required=True, action="append",
-                   help="fid10k, fid50k, kid10k, fd-<net>10k, kd-<net>10k; repeat to report several side by side")
+                   help="fid10k, kid10k, is10k, pr10k, dc10k (Inception; -clean: clean-fid's resize), fd-<net>10k, "
+                        "kd-<net>10k, pr-<net>10k, dc-<net>10k (gankit's feature network); repeat for several "
+                        "from one pass of generation and feature extraction")
     s.add_argument("--ref", required=True, help="reference set (a prepared dataset caches its statistics)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="score the trained G, not its moving average (train.ema)")

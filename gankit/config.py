@@ -148,8 +148,10 @@ class Config:
             if value < 1:
                 raise GankitError(f"config: {key} must be >= 1, got {value}")
         if t.metric:
-            from .metrics.registry import parse_metric
-            parse_metric(t.metric)
+            from .metrics.registry import DISTANCES, parse_metric
+            if parse_metric(t.metric).kind not in DISTANCES:
+                raise GankitError(f"config: train.metric={t.metric}: an in-training metric must be one number where "
+                                  f"lower is better (fid, kid, fd-, kd-); use gankit eval for pr, dc and is")
             if not t.metric_ref:
                 raise GankitError("config: train.metric needs train.metric_ref (a reference image set)")
             if t.metric_every < 1:

@@ -120,24 +120,25 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
 
 
 def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
-    """FD and KD of n samples against the job's reference in the feature net's space, from one
-    pass of generation and feature extraction; cached in the run folder."""
-    import torch
-
-    from .metrics.registry import (distance, features_of, generator_batches, load_features, parse_metric,
-                                   reference_features)
+    """FD, KD, precision/recall and density/coverage of n samples against the job's reference in the
+    feature net's space, from one pass of generation and feature extraction; cached in the run folder."""
+    from .metrics.registry import KINDS, MetricSpec, evaluate_many
     from .sample import load_run
+    import torch
     cached = run / "gallery-metrics.json"
-    if cached.exists() and json.loads(cached.read_text()).get("n") == n:
-        return json.loads(cached.read_text())
+    keys = ("fd", "kd", "precision", "recall", "density", "coverage")
+    if cached.exists():
+        old = json.loads(cached.read_text())
+        if old.get("n") == n and all(k in old for k in keys):
+            return old
     family, _ = load_run(run)
-    feats = load_features(parse_metric(f"fd-{feature_net}10k"), ref=job.ref)
     gen = torch.Generator().manual_seed(0)
-    f_gen = features_of(generator_batches(lambda k: family.generate(family.sample_z(k, gen)), n), feats)
-    f_ref = reference_features(job.ref, feats, n)
-    kd = distance("kernel", f_gen, f_ref)
-    out = {"n": n, "n_reference": len(f_ref), "features": feats.id, "fd": distance("frechet", f_gen, f_ref)["value"],
-           "kd": kd["value"], "kd_std": kd["std"]}
+    specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
+    fd, kd, pr, dc = evaluate_many(specs,
+                                   lambda m: family.generate(family.sample_z(m, gen)), job.ref)
+    out = {"n": n, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+           "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
+           **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
     return out
 
@@ -163,13 +164,14 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         figure = sample_grid([r[1] for r in rows], n, out / f"gallery-{data_name}.png",
                              labels=[r[0].label for r in rows])
         k = f"{n_eval // 1000}k" if n_eval % 1000 == 0 else str(n_eval)
-        table = [f"| family | preset | steps | images | minutes | CPU | fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} |",
-                 "|---|---|---|---|---|---|---|---|"]
+        table = [f"| family | preset | steps | images | minutes | CPU | fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} | "
+                 f"precision | recall | density | coverage |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
             extra_text = " + DiffAugment" if any("diffaug" in o for o in job.overrides) else ""
             table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
                          f"{done['minutes']} | {done.get('cpu', '?')}, {done.get('threads', '?')} threads | "
-                         f"{m['fd']:.2f} | {m['kd']:.4f} |")
+                         f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                         f"{m['density']:.3f} | {m['coverage']:.3f} |")
         md = out / f"gallery-{data_name}.md"
         md.write_text("\n".join(table) + "\n")
         written += [figure, md]

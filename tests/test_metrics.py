@@ -13,10 +13,11 @@ from tests.conftest import tiny
 
 
 def test_metric_names_carry_their_protocol():
-    assert parse_metric("fid10k").__dict__ == {"name": "fid10k", "distance": "frechet", "net": "inception", "n": 10000}
-    assert parse_metric("kid50k").distance == "kernel"
+    assert parse_metric("fid10k").__dict__ == {"name": "fid10k", "kind": "frechet", "net": "inception", "n": 10000,
+                                               "resize": "legacy"}
+    assert parse_metric("kid50k").kind == "kernel"
     s = parse_metric("fd-celeba-attr10k")
-    assert (s.net, s.n, s.distance) == ("celeba-attr", 10000, "frechet")
+    assert (s.net, s.n, s.kind) == ("celeba-attr", 10000, "frechet")
     assert parse_metric("kd-cifar10-class2k").net == "cifar10-class"
     for bad in ("fid", "fd10k", "fid-x10k", "fidelity", "kd-10"):
         with pytest.raises(GankitError):

@@ -1,8 +1,16 @@
 """Metrics named with their protocol, image sets to feed them, and cached reference statistics.
 
-Names: `fid10k`, `fid50k`, `kid10k` (FID Inception features), `fd-<net>10k`, `kd-<net>10k`
-(gankit's feature network named <net>, e.g. `fd-celeba-attr10k`). The number is how many generated
-images are drawn; the reference side uses up to that many images of the reference set, in order.
+Names: `<kind>[-<net>]<n>k[-clean]`.
+  kind  fid, kid    Frechet / kernel distance in the FID Inception features (no net part)
+        fd, kd      the same in gankit's feature network <net> (e.g. `fd-celeba-attr10k`)
+        pr          improved precision and recall, k = 3 (Kynkaanniemi et al. 2019)
+        dc          density and coverage, k = 5 (Naeem et al. 2020)
+        is          Inception Score, 10 splits (Inception only)
+  net   pr and dc take an optional <net>: without one they use the Inception features
+  n     thousands of generated images; the reference side uses up to that many images, in order
+  clean clean-fid's resize to 299 px (antialiased bicubic on float32) instead of pytorch-fid's bilinear;
+        Inception metrics only (gankit's networks see images at their own resolution)
+Several metrics evaluated together share one pass of generation and feature extraction.
 """
 from __future__ import annotations
 
@@ -22,24 +30,35 @@ from ..errors import GankitError
 from .extract import extract_features
 from .frechet import frechet_distance, kernel_distance, statistics
 
-_NAME = re.compile(r"^(?P<kind>fid|kid|fd|kd)(?:-(?P<net>[a-z0-9][a-z0-9-]*?))?(?P<n>\d+)k$")
+_NAME = re.compile(r"^(?P<kind>fid|kid|fd|kd|pr|dc|is)(?:-(?P<net>[a-z0-9][a-z0-9-]*?))?(?P<n>\d+)k"
+                   r"(?:-(?P<resize>clean))?$")
+KINDS = {"fid": "frechet", "kid": "kernel", "fd": "frechet", "kd": "kernel", "pr": "pr", "dc": "dc", "is": "is"}
+DISTANCES = ("frechet", "kernel")  # the kinds with one value, lower is better (in-training metrics)
 
 
 @dataclass
 class MetricSpec:
     name: str
-    distance: str  # "frechet" or "kernel"
+    kind: str  # frechet | kernel | pr | dc | is
     net: str  # "inception" or a feature-network name
     n: int
+    resize: str = "legacy"  # legacy | clean (Inception only)
 
 
 def parse_metric(name: str) -> MetricSpec:
     m = _NAME.match(name)
-    if not m or (m["kind"] in ("fid", "kid")) != (m["net"] is None):
-        raise GankitError(f"unknown metric {name!r}: use fid10k, fid50k, kid10k, or fd-<net>10k / kd-<net>10k "
-                          f"for a gankit feature network (e.g. fd-celeba-attr10k)")
-    return MetricSpec(name, "frechet" if m["kind"] in ("fid", "fd") else "kernel",
-                      "inception" if m["kind"] in ("fid", "kid") else m["net"], int(m["n"]) * 1000)
+    usage = (f"unknown metric {name!r}: use fid10k, kid10k, is10k, pr10k, dc10k (Inception; add -clean for "
+             f"clean-fid's resize), or fd-<net>10k, kd-<net>10k, pr-<net>10k, dc-<net>10k for a gankit feature "
+             f"network (e.g. fd-celeba-attr10k)")
+    if not m:
+        raise GankitError(usage)
+    kind, net = m["kind"], m["net"]
+    if (kind in ("fid", "kid", "is") and net is not None) or (kind in ("fd", "kd") and net is None):
+        raise GankitError(usage)
+    if net is not None and m["resize"]:
+        raise GankitError(f"metric {name!r}: -clean chooses the resize to the Inception network's 299 px; "
+                          f"gankit's feature networks see images at their own resolution")
+    return MetricSpec(name, KINDS[kind], net or "inception", int(m["n"]) * 1000, m["resize"] or "legacy")
 
 
 # --- feature networks ----------------------------------------------------------------------------
@@ -50,6 +69,8 @@ class Features:
     net: torch.nn.Module
     id: str
     name: str
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None  # uint8 NHWC batch -> what the net is fed
+    logits: Callable[[torch.Tensor], torch.Tensor] | None = None  # features -> class logits (IS)
 
 
 def load_features(spec: MetricSpec | str, fid_weights: str | None = None, features: str | None = None,
@@ -58,7 +79,8 @@ def load_features(spec: MetricSpec | str, fid_weights: str | None = None, featur
     if net_name == "inception":
         from .inception import find_fid_weights, load_fid_inception
         path = find_fid_weights(fid_weights)
-        return Features(load_fid_inception(path), f"inception-{path.stat().st_size}", "inception")
+        return inception_features(load_fid_inception(path), f"inception-{path.stat().st_size}",
+                                  spec.resize if isinstance(spec, MetricSpec) else "legacy")
     location = features or (str(Path(split_rows(ref)[0]) / "features") if ref else None)
     if location is None:
         raise GankitError(f"metric needs the feature network {net_name!r}: pass --features DIR")
@@ -66,6 +88,15 @@ def load_features(spec: MetricSpec | str, fid_weights: str | None = None, featur
     if net_name is not None and feats.name != net_name:
         raise GankitError(f"--features {location} holds {feats.name!r}, but the metric asks for {net_name!r}")
     return feats
+
+
+def inception_features(net: torch.nn.Module, id: str, resize: str = "legacy") -> Features:
+    """The FID Inception network as a feature space: pool3 features, the resize chosen, and the
+    1008-way logits without the bias for the Inception Score."""
+    from .resize import clean_resize
+    return Features(net, id + ("-clean" if resize == "clean" else ""), "inception",
+                    prepare=clean_resize if resize == "clean" else None,
+                    logits=lambda f: f @ net.fc.weight.detach().to(f.dtype).T)
 
 
 def feature_net_at(location: str | Path) -> Features:
@@ -137,6 +168,8 @@ def metric_bf16(bf16: bool | None) -> bool:
 
 
 def features_of(batches, feats: Features, bf16: bool | None = None) -> np.ndarray:
+    if feats.prepare is not None:
+        batches = map(feats.prepare, batches)
     return extract_features(feats.net, batches, bf16=metric_bf16(bf16))
 
 
@@ -174,13 +207,50 @@ def compare_sets(a: str, b: str, feats: Features, kind: str = "frechet", limit: 
     return {**distance(kind, fa, fb), "n_a": len(fa), "n_b": len(fb), "features": feats.id, "bf16": bf16}
 
 
+def score(spec: MetricSpec, f_gen: np.ndarray, f_ref: np.ndarray, feats: Features) -> dict:
+    """One metric from features already extracted (the first spec.n of each side)."""
+    from .manifold import density_coverage, inception_score, precision_recall
+    f_gen, f_ref = f_gen[:spec.n], f_ref[:spec.n]
+    if spec.kind in DISTANCES:
+        return distance(spec.kind, f_gen, f_ref)
+    if spec.kind == "pr":
+        return precision_recall(f_ref, f_gen)
+    if spec.kind == "dc":
+        return density_coverage(f_ref, f_gen)
+    with torch.no_grad():
+        return inception_score(feats.logits(torch.from_numpy(f_gen)).numpy())
+
+
+def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], torch.Tensor], ref: str,
+                  fid_weights: str | None = None, features: str | None = None, bf16: bool | None = None,
+                  feats: Features | None = None) -> list[dict]:
+    """Named metrics of a generator against a reference set. The generator runs once (for the largest n)
+    and each feature space extracts once; every metric reads the first n of those features."""
+    specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
+    bf16 = metric_bf16(bf16)
+    n_max = max(s.n for s in specs)
+    spaces: dict[tuple, Features] = {}
+    for s in specs:
+        spaces.setdefault((s.net, s.resize), feats or load_features(s, fid_weights, features, ref))
+    batches = list(generator_batches(generate, n_max)) if len(spaces) > 1 else generator_batches(generate, n_max)
+    gen_features, ref_features = {}, {}
+    for key, space in spaces.items():
+        gen_features[key] = features_of(batches, space, bf16)
+        if any(s.kind != "is" for s in specs if (s.net, s.resize) == key):
+            ref_features[key] = reference_features(ref, space, max(s.n for s in specs if (s.net, s.resize) == key),
+                                                   bf16)
+    results = []
+    for s in specs:
+        key, space = (s.net, s.resize), spaces[(s.net, s.resize)]
+        f_ref = ref_features.get(key, np.zeros((0, 0)))
+        results.append({"metric": s.name, **score(s, gen_features[key], f_ref, space),
+                        "n_generated": min(s.n, len(gen_features[key])),
+                        **({"n_reference": min(s.n, len(f_ref))} if s.kind != "is" else {}),
+                        "reference": str(Path(ref).resolve()), "features": space.id, "bf16": bf16})
+    return results
+
+
 def evaluate_generator(metric: str, generate: Callable[[int], torch.Tensor], ref: str, fid_weights: str | None = None,
                        features: str | None = None, bf16: bool | None = None, feats: Features | None = None) -> dict:
     """A named metric of a generator against a reference set."""
-    spec, bf16 = parse_metric(metric), metric_bf16(bf16)
-    feats = feats or load_features(spec, fid_weights, features, ref)
-    f_ref = reference_features(ref, feats, spec.n, bf16)
-    f_gen = features_of(generator_batches(generate, spec.n), feats, bf16)
-    return {"metric": metric, **distance(spec.distance, f_gen, f_ref), "n_generated": len(f_gen),
-            "n_reference": len(f_ref), "reference": str(Path(ref).resolve()), "features": feats.id,
-            "bf16": bf16}
+    return evaluate_many([metric], generate, ref, fid_weights, features, bf16, feats)[0]
