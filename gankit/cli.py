@@ -119,17 +119,16 @@ def cmd_gallery(args) -> None:
 
 def cmd_presets(args) -> None:
     from .config import load_preset, preset_description, preset_names
+    from .families import REGISTRY
     for name in preset_names():
         cfg = load_preset(name)
-        m, o, g, t = cfg.model, cfg.optim, cfg.gan, cfg.train
+        o, g, t = cfg.optim, cfg.gan, cfg.train
         extra = (f" n_critic={g.n_critic}" if g.n_critic > 1 else "") + (f" clip={g.clip}" if g.clip else "") \
-            + (f" gp_lambda={g.gp_lambda}" if g.gp_lambda else "") \
-            + (f" gamma={g.gamma} lambda_k={g.lambda_k}" if m.family == "began" else "")
-        arch = m.family if m.family == "began" else f"{m.family}/{m.arch}"
-        norm = "" if m.family == "began" else f" D-norm={m.d_norm}"
+            + (f" gp_lambda={g.gp_lambda}" if g.gp_lambda else "")
         aug = "+".join(k for k in ("flip", "rot90", "hsv") if getattr(cfg.augment, k)) or "none"
-        print(f"{name:22s} {arch} {m.res}px Z={m.z_dim} width={m.width}{norm} "
-              f"batch={t.batch} {o.name} lr={o.lr_g:g}/{o.lr_d:g} betas=({o.beta1:g},{o.beta2:g}){extra} aug={aug}")
+        print(f"{name:22s} {REGISTRY[cfg.model.family].describe(cfg)} batch={t.batch} {o.name} "
+              f"lr={o.lr_g:g}/{o.lr_d:g} betas=({o.beta1:g},{o.beta2:g}){extra} aug={aug} steps={t.steps}"
+              + (f" ema={t.ema:g}" if t.ema else ""))
         if args.verbose:
             print(f"{'':22s} {preset_description(name)}")
 

@@ -16,7 +16,7 @@ from .errors import GankitError
 
 @dataclass
 class ModelConfig:
-    family: str = "dcgan"  # dcgan | wgan | began | vae | vaegan
+    family: str = "dcgan"  # dcgan | wgan | began | vae | vaegan (gankit.families.REGISTRY)
     arch: str = "conv3"  # conv3 (3x3 kernels, MISSION table) | k4 (4x4 kernels, DCGAN paper)
     res: int = 64  # 32 or 64 (BEGAN: also 128)
     z_dim: int = 100
@@ -78,6 +78,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
+    grad_clip: float = 0.0  # clip each net's gradient to this total norm before its optimizer steps; 0 = off
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (GANKIT_PRECISION when set, else bf16 where the hardware has it) | bf16 | fp32
@@ -122,7 +123,7 @@ class Config:
             if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
                 raise GankitError(f"config: unknown section {key!r}")
             for k, v in value.items():
-                if not hasattr(section, k):
+                if k not in {f.name for f in dataclasses.fields(section)}:
                     raise GankitError(f"config: unknown key {key}.{k}")
                 setattr(section, k, _typed(f"{key}.{k}", v, getattr(section, k)))
         cfg.validate()
@@ -133,10 +134,12 @@ class Config:
 
     def validate(self) -> None:
         """Reject values the code cannot honour, naming the key."""
+        from .families import REGISTRY  # the one list of families; each checks what only it needs
         m, o, g, t = self.model, self.optim, self.gan, self.train
-        _choice("model.family", m.family, FAMILIES)
+        _choice("model.family", m.family, tuple(REGISTRY))
+        family = REGISTRY[m.family]
         _choice("model.arch", m.arch, ("conv3", "k4"))
-        _choice("model.res", m.res, (32, 64, 128) if m.family == "began" else (32, 64))
+        _choice("model.res", m.res, family.resolutions)
         _choice("model.d_norm", m.d_norm, ("batch", "layer", "instance", "none"))
         _choice("model.g_norm", m.g_norm, ("batch", "none"))
         _choice("optim.name", o.name, ("adam", "rmsprop"))
@@ -164,6 +167,8 @@ class Config:
         if t.nan_retries < 0 or not 0 < t.nan_lr_factor <= 1:
             raise GankitError(f"config: train.nan_retries must be >= 0 and train.nan_lr_factor in (0, 1], "
                               f"got {t.nan_retries} and {t.nan_lr_factor}")
+        if t.grad_clip < 0:
+            raise GankitError(f"config: train.grad_clip must be >= 0 (0 = off), got {t.grad_clip}")
         if t.max_minutes < 0:
             raise GankitError(f"config: train.max_minutes must be >= 0 (0 = no limit), got {t.max_minutes}")
         if not 0 <= t.ema < 1:
@@ -171,9 +176,6 @@ class Config:
         _choice("gan.vaegan_update", g.vaegan_update, ("three-step", "larsen"))
         if g.llike_gamma < 0:
             raise GankitError(f"config: gan.llike_gamma must be >= 0, got {g.llike_gamma}")
-        if m.family == "began" and self.augment.ada_target > 0:
-            raise GankitError("config: augment.ada_target: BEGAN's k_t controller already balances D and G and its "
-                              "losses carry no real/fake sign; use a fixed augment.p")
         if t.ema_rampup < 0:
             raise GankitError(f"config: train.ema_rampup must be >= 0 (0 = off), got {t.ema_rampup}")
         _choice("model.prior", m.prior, ("", "normal", "uniform"))
@@ -183,8 +185,9 @@ class Config:
             policy = parse_policy(a.diffaug)
         except ValueError as e:
             raise GankitError(f"config: augment.diffaug: {e}") from None
-        if policy and m.family == "vae":
-            raise GankitError("config: augment.diffaug augments what a discriminator sees; the vae family has none")
+        if policy and not family.has_discriminator:
+            raise GankitError(f"config: augment.diffaug augments what a discriminator sees; the {m.family} family "
+                              f"has none")
         if not 0 <= a.p <= 1 or not 0 <= a.ada_target < 1 or a.ada_kimg <= 0 or a.ada_every < 1:
             raise GankitError(f"config: augment.p must be in [0, 1], augment.ada_target in [0, 1), augment.ada_kimg "
                               f"> 0 and augment.ada_every >= 1; got {a.p}, {a.ada_target}, {a.ada_kimg}, {a.ada_every}")
@@ -194,17 +197,12 @@ class Config:
             raise GankitError("config: optim.lr_decay must be in (0, 1] and optim.lr_decay_every >= 1")
         if not 0 < o.plateau_factor <= 1 or o.plateau_every < 1:
             raise GankitError("config: optim.plateau_factor must be in (0, 1] and optim.plateau_every >= 1")
-        if o.plateau_factor < 1 and m.family != "began":
+        if o.plateau_factor < 1 and family.convergence is None:
             raise GankitError(f"config: optim.plateau_factor follows a convergence measure (BEGAN's M_global); "
                               f"the {m.family} family has none")
         if g.clip < 0 or g.gp_lambda < 0:
             raise GankitError("config: gan.clip and gan.gp_lambda must be >= 0")
-        if m.family == "wgan" and m.d_norm == "batch" and g.gp_lambda > 0:
-            raise GankitError("config: model.d_norm=batch is invalid with a gradient penalty "
-                              "(the penalty is per sample); use layer or instance")
-
-
-FAMILIES = ("dcgan", "wgan", "began", "vae", "vaegan")
+        family.check(self)
 
 
 def _typed(key: str, value: Any, default: Any) -> Any:

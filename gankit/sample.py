@@ -103,7 +103,7 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
 
     from .data import to_float
     family, record = load_run(run_dir)
-    if not hasattr(family, "reconstruct"):
+    if not family.can_reconstruct:
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder to reconstruct with")
     arr, _, _ = real_images(run_dir, family.cfg.model.res, images, from_data, seed)
     x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), torch.device("cpu"))
@@ -124,7 +124,7 @@ def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = No
 
     from .data import to_float
     family, record = load_run(run_dir)
-    if not hasattr(family, "codes"):
+    if not family.has_encoder:
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder; latent views need VAE or VAE-GAN")
     ds = run_dataset(run_dir, family.cfg.model.res)
     idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -29,6 +29,21 @@ class Family:
     no_compile: tuple[str, ...] = ()
     # the distribution of z: "normal" (N(0, I)) or "uniform" (U[-1, 1]^d, BEGAN)
     prior: str = "normal"
+    # what the family can do, read by config checks, the trainer, the studio and the explorer
+    resolutions: tuple[int, ...] = (32, 64)
+    has_discriminator = True  # a D that classifies or critics images (DiffAugment acts on what it sees)
+    has_encoder = False  # `codes(x)`: images -> latent codes
+    can_reconstruct = False  # `reconstruct(x)`: images -> their reconstructions
+
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        """Config checks only this family needs (raise GankitError naming the key); Config.validate calls it."""
+
+    @classmethod
+    def describe(cls, cfg: Config) -> str:
+        """The family's part of a preset's line in `gankit presets`."""
+        m = cfg.model
+        return f"{cls.name}/{m.arch} {m.res}px Z={m.z_dim} width={m.width} D-norm={m.d_norm}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         self.cfg = cfg
@@ -39,6 +54,8 @@ class Family:
         self.fast: dict[str, nn.Module] = {}
         self.ema: nn.Module | None = None  # moving average of G (train.ema > 0)
         self.use_ema = True  # sampling uses the average when there is one
+        # called as hook(net name, its parameters with gradients) before every optimizer step (see `apply`)
+        self.step_hooks: list[Callable[[str, list[torch.Tensor]], None]] = []
         if cfg.model.prior:
             self.prior = cfg.model.prior
         a = cfg.augment
@@ -134,16 +151,12 @@ class Family:
             for p, f in zip(net.parameters(), flags):
                 p.requires_grad_(f)
 
-    @staticmethod
-    def update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def step_together(self, losses: dict[str, torch.Tensor]) -> None:
-        """Simultaneous updates from one forward pass: each named net's optimizer steps on the
-        gradient of its own loss with respect to its own weights (BEGAN's L_D and L_G; VAE-GAN's
-        Algorithm 1). Several names may share one loss."""
+    def apply(self, losses: dict[str, torch.Tensor]) -> None:
+        """The one place where optimizers step. Each named net's optimizer steps on the gradient of its
+        own loss with respect to its own weights; one forward pass may feed several (BEGAN's L_D and L_G,
+        VAE-GAN's Algorithm 1), and several names may share one loss (one backward pass for all). Before
+        each step the trainer's hooks see the gradients (averaging over torchrun ranks, clipping, the
+        norm that the non-finite check reads)."""
         groups: dict[int, list[str]] = {}  # nets sharing one loss object: one backward pass for all
         for name, loss in losses.items():
             groups.setdefault(id(loss), []).append(name)
@@ -158,6 +171,8 @@ class Family:
             self.opts[name].zero_grad(set_to_none=True)
             for p, g in zip(params, gs):
                 p.grad = g
+            for hook in self.step_hooks:
+                hook(name, params)
             self.opts[name].step()
 
     # --- the interface the trainer calls -------------------------------------------------------------

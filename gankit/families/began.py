@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..errors import GankitError
 from .base import Family
 from .dcgan import dcgan_init
 
@@ -104,6 +105,19 @@ class BEGAN(Family):
     plots = {"losses": ["L_real", "L_fake"], "k_t": ["k_t"], "convergence": ["M_global"]}
     convergence = "M_global"
     prior = "uniform"  # z ~ U[-1, 1]^64
+    resolutions = (32, 64, 128)
+    can_reconstruct = True  # D is an autoencoder
+
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        if cfg.augment.ada_target > 0:
+            raise GankitError("config: augment.ada_target: BEGAN's k_t controller already balances D and G and its "
+                              "losses carry no real/fake sign; use a fixed augment.p")
+
+    @classmethod
+    def describe(cls, cfg: Config) -> str:
+        m, g = cfg.model, cfg.gan
+        return f"began {m.res}px Z={m.z_dim} width={m.width} gamma={g.gamma} lambda_k={g.lambda_k}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
@@ -124,7 +138,7 @@ class BEGAN(Family):
             recon_real, recon_fake = D(real), D(fake)
         loss_real, loss_fake = l1(real, recon_real), l1(fake, recon_fake)
         # simultaneous updates from one forward pass: D's gradient of L_D, G's gradient of L_G
-        self.step_together({"D": loss_real - self.k * loss_fake, "G": loss_fake})
+        self.apply({"D": loss_real - self.k * loss_fake, "G": loss_fake})
         loss_real, loss_fake = loss_real.detach(), loss_fake.detach()
         self.k = update_k(self.k, loss_real, loss_fake, g.gamma, g.lambda_k)
         return {"L_real": loss_real, "L_fake": loss_fake, "k_t": self.k.clone(),

@@ -143,13 +143,13 @@ class DCGAN(Family):
             d_real, d_fake = D(self.d_view(real, gen)), D(self.d_view(fake.detach(), gen))
             loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        self.update(self.opts["D"], loss_d)
+        self.apply({"D": loss_d})
         self.ada.observe(torch.sign(d_real.detach()))
 
         with self.amp(), self.frozen(self.nets["D"]):
             d_gen = D(self.d_view(fake, gen))
             loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        self.update(self.opts["G"], loss_g)
+        self.apply({"G": loss_g})
         return {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
                 "D_real": torch.sigmoid(d_real.detach().float()).mean(),
                 "D_fake": torch.sigmoid(d_fake.detach().float()).mean()}

@@ -36,6 +36,14 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator)
 class VAE(Family):
     name = "vae"
     plots = {"losses": ["loss", "recon", "kl"]}
+    has_discriminator = False
+    has_encoder = True
+    can_reconstruct = True
+
+    @classmethod
+    def describe(cls, cfg: Config) -> str:
+        m = cfg.model
+        return f"vae/{m.arch} {m.res}px Z={m.z_dim} width={m.width} KL weight={cfg.gan.kl_weight:g}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
@@ -59,11 +67,7 @@ class VAE(Family):
         recon = (recon_x.float() - real).pow(2).flatten(1).sum(1).mean()
         kl = kl_divergence(mu, logvar).mean()
         loss = recon + self.cfg.gan.kl_weight * kl
-        for opt in self.opts.values():
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in self.opts.values():
-            opt.step()
+        self.apply({"E": loss, "G": loss})
         return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
 
     @torch.no_grad()

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from .base import Family
 from .dcgan import Discriminator
 from .vae import VAE, build_vae_networks, kl_divergence, reparameterise
 
@@ -55,6 +56,11 @@ def running_stats_kept(net: nn.Module):
 
 class VAEGAN(VAE):
     name = "vaegan"
+    has_discriminator = True
+
+    @classmethod
+    def describe(cls, cfg: Config) -> str:
+        return Family.describe.__func__(cls, cfg) + f" update={cfg.gan.vaegan_update}"
     plots = {"losses": ["loss_D", "loss_G", "loss_E"], "vae": ["llike", "kl"]}
 
     def build_networks(self, cfg: Config) -> dict:
@@ -89,7 +95,7 @@ class VAEGAN(VAE):
         loss_e = llike + kl_w * kl
         loss_d = bce(d_real, 1.0) + bce(d_tilde, 0.0) + bce(d_p, 0.0)
         loss_g = bce(d_tilde, 1.0) + bce(d_p, 1.0)  # -L_GAN for the decoder, non-saturating
-        self.step_together({"E": loss_e, "G": gamma * llike + loss_g, "D": loss_d})
+        self.apply({"E": loss_e, "G": gamma * llike + loss_g, "D": loss_d})
         self.ada.observe(torch.sign(d_real.detach()))
         return {"loss_E": loss_e.detach(), "loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
                 "llike": llike.detach(), "kl": kl.detach()}
@@ -104,7 +110,7 @@ class VAEGAN(VAE):
             llike = self.llike(real, G(z))
         kl = kl_divergence(mu, logvar).mean()
         loss_e = llike + kl_w * kl
-        self.step_together({"E": loss_e, "G": loss_e})
+        self.apply({"E": loss_e, "G": loss_e})
 
         # 2. discriminator: real vs reconstructed vs prior samples
         z_p = self.sample_z(real.shape[0], gen)
@@ -114,12 +120,12 @@ class VAEGAN(VAE):
         with self.amp():
             d_real = D(self.d_view(real, gen))
             loss_d = bce(d_real, 1.0) + bce(D(self.d_view(x_rec, gen)), 0.0) + bce(D(self.d_view(x_p, gen)), 0.0)
-        self.update(self.opts["D"], loss_d)
+        self.apply({"D": loss_d})
         self.ada.observe(torch.sign(d_real.detach()))
 
         # 3. the decoder as a generator against the frozen discriminator
         with self.amp(), self.frozen(D):
             loss_g = bce(D(self.d_view(G(z.detach()), gen)), 1.0) + bce(D(self.d_view(G(z_p), gen)), 1.0)
-        self.update(self.opts["G"], loss_g)
+        self.apply({"G": loss_g})
         return {"loss_E": loss_e.detach(), "loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
                 "llike": llike.detach(), "kl": kl.detach()}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..errors import GankitError
 from .base import Family
 from .dcgan import build_networks
 
@@ -56,6 +57,12 @@ class WGAN(Family):
         self.nets = build_networks(cfg)
         self.finish_setup()
 
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        if cfg.model.d_norm == "batch" and cfg.gan.gp_lambda > 0:
+            raise GankitError("config: model.d_norm=batch is invalid with a gradient penalty "
+                              "(the penalty is per sample); use layer or instance")
+
     @property
     def batches_per_step(self) -> int:
         return self.cfg.gan.n_critic
@@ -85,13 +92,13 @@ class WGAN(Family):
                 gp = gradient_penalty(critic, real_k, fake.float(), gen, self.amp())
                 loss_d = loss_d + g.gp_lambda * gp
                 out["gradient_penalty"] = gp.detach()
-            self.update(self.opts["D"], loss_d)
+            self.apply({"D": loss_d})
             if g.clip > 0:
                 clip_weights(self.nets["D"], g.clip)
 
         z = self.sample_z(real.shape[0] // g.n_critic, gen)
         with self.amp(), self.frozen(self.nets["D"]):
             loss_g = -D(self.d_view(G(z), gen)).float().mean()
-        self.update(self.opts["G"], loss_g)
+        self.apply({"G": loss_g})
         out.update(loss_D=loss_d.detach(), loss_G=loss_g.detach(), wasserstein=(d_real - d_fake).detach())
         return out

@@ -85,9 +85,9 @@ class Studio:
         """Codes of real images: `encoded` (the encoder's posterior means, VAE and VAE-GAN), `projected`
         (L1 optimisation, in chunks of 64), or `auto` (encoded where the family has an encoder)."""
         if how == "auto":
-            how = "encoded" if hasattr(self.family, "codes") else "projected"
+            how = "encoded" if self.family.has_encoder else "projected"
         if how == "encoded":
-            if not hasattr(self.family, "codes"):
+            if not self.family.has_encoder:
                 raise GankitError(f"--source encoded: the {self.family.name} family has no encoder (use projected)")
             return torch.cat([self.family.codes(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]), how
         if how != "projected":
@@ -158,7 +158,7 @@ class Studio:
         """Codes for real images by minimising |x - G(z)|_1 (encoder initialisation where the family
         has one); a montage of originals, starting points and projections, and per-image errors."""
         x, names, _ = self.real(n, images)
-        init = self.family.codes(x) if hasattr(self.family, "codes") else None
+        init = self.family.codes(x) if self.family.has_encoder else None
         t0 = time.time()
         result = project(self.family, x, steps, restarts, lr, init=init, gen=self.generator(3))
         seconds = time.time() - t0
@@ -189,7 +189,7 @@ class Studio:
         """The mean code of real images (encoded or projected) and walks along its top-k principal
         directions, +-span standard deviations through the centre; the spectrum beside the prior's."""
         if source == "auto":
-            source = "encoded" if hasattr(self.family, "codes") else "projected"
+            source = "encoded" if self.family.has_encoder else "projected"
         n = n or (128 if source == "projected" else 2000)
         if source == "prior":
             codes = self.prior(n, 4)
@@ -237,7 +237,7 @@ class Studio:
         dataset's label minus those without; (b) `classifier`: prior samples labelled by the attribute
         network. `fit`: difference of means or a logistic regression's normal."""
         if method == "labels":
-            n = n or (2000 if hasattr(self.family, "codes") else 256)
+            n = n or (2000 if self.family.has_encoder else 256)
             x, _, idx = self.real(n, None)
             labels = self.dataset.attribute(name)[idx]
             codes, how = self.codes_of(x)

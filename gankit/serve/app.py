@@ -69,7 +69,7 @@ class Explorer:
             fit = torch.load(saved[0], map_location="cpu", weights_only=True)
             mean, comps, var, source = fit["mean"], fit["components"], fit["variance"], fit["source"]
         else:  # quick: encoded codes where there is an encoder, else a short projection of a few faces
-            source = "encoded" if hasattr(self.family, "codes") else "projected"
+            source = "encoded" if self.family.has_encoder else "projected"
             n = 500 if source == "encoded" else 32
             x = self.studio.real(n)[0]
             codes = (self.studio.codes_of(x, source, steps=60, restarts=1)[0])
@@ -156,7 +156,7 @@ class Explorer:
             why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the upload", str(e))[:120]
             raise BadInput(f"not a usable image ({type(e).__name__}: {why})") from None
         x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-        init = self.family.codes(x) if hasattr(self.family, "codes") else None
+        init = self.family.codes(x) if self.family.has_encoder else None
         result = project(self.family, x, steps=steps, restarts=2, init=init)
         z = result.z[0]
         return {"image": png_data_url(to_uint8(self.studio.images(z[None]))), "code": z.tolist(),

@@ -77,13 +77,6 @@ def average_gradients(params: list[torch.Tensor], world: World) -> None:
         offset += n
 
 
-def attach(optimizers: dict[str, torch.optim.Optimizer], world: World) -> None:
-    """Average gradients across ranks before every step of these optimizers."""
-    for opt in optimizers.values():
-        params = [p for group in opt.param_groups for p in group["params"]]
-        opt.register_step_pre_hook(lambda _opt, _args, _kwargs, params=params: average_gradients(params, world))
-
-
 def average_tensors(tensors: list[torch.Tensor], world: World) -> None:
     """In-place mean over ranks of floating-point tensors (BatchNorm statistics, k_t)."""
     floats = [t for t in tensors if t.is_floating_point()]

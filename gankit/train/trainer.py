@@ -116,8 +116,8 @@ class Trainer:
         # one global batch a step, each rank training on its own shard of it
         self.stream = BatchStream(len(self.dataset), self.per_step * world.size, t.seed, world.rank, world.size)
         self.gen = torch.Generator(self.device).manual_seed(t.seed + 1_000_003 * world.rank)
+        self.install_step_hooks()
         if world.active:
-            ddp.attach(self.family.opts, world)
             self.sync_from_rank0()
         self.fixed_z = self.family.sample_z(t.grid, torch.Generator(self.device).manual_seed(t.seed + 1))
         self.step = 0
@@ -345,7 +345,7 @@ class Trainer:
         save_png(g, self.run_dir / "samples" / "latest.png")
         if tb:
             tb.image("samples", self.step, grid(images))
-        if hasattr(self.family, "reconstruct"):  # families with an encoder: originals beside reconstructions
+        if self.family.can_reconstruct:  # families with an encoder: originals beside reconstructions
             real = self.dataset.images[:min(32, len(self.dataset))]
             x = to_float(torch.from_numpy(np.ascontiguousarray(real)), self.device, self.cfg.train.channels_last)
             pairs = np.stack([real, to_uint8(self.family.reconstruct(x))], 1).reshape(-1, *real.shape[1:])
@@ -356,7 +356,8 @@ class Trainer:
     def plot(self) -> list[Path]:
         metric = self.cfg.train.metric
         groups = dict(self.family.plots, **({"metric": [metric, metric + "_raw"]} if metric else {}),
-                      **({"augment": ["aug_p", "ada_r"]} if self.family.diffaug else {}))
+                      **({"augment": ["aug_p", "ada_r"]} if self.family.diffaug else {}),
+                      gradients=["grad_norm_" + name for name in self.family.opts])
         title = f"{self.cfg.preset} on {self.dataset.name}"
         records = self.metrics.read()
         written = plot_metrics(records, groups, self.run_dir / "plots", title=title)
@@ -397,6 +398,26 @@ class Trainer:
         return record
 
     # --- the loop -------------------------------------------------------------------------------------
+    def install_step_hooks(self) -> None:
+        """What happens to the gradients before every optimizer step (Family.apply): the mean over
+        torchrun ranks, clipping to train.grad_clip, and the norm, which is logged as grad_norm_<net>
+        and checked with the losses for non-finite values."""
+        world, clip, hooks = self.world, self.cfg.train.grad_clip, self.family.step_hooks
+        self.grad_norms: dict[str, torch.Tensor] = {}
+        if world.active:
+            hooks.append(lambda name, params: ddp.average_gradients(params, world))
+
+        def watch(name: str, params: list[torch.Tensor]) -> None:
+            grads = [p.grad for p in params if p.grad is not None]
+            if not grads:
+                return
+            if clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            else:
+                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+            self.grad_norms["grad_norm_" + name] = norm.detach()
+        hooks.append(watch)
+
     def _on_signal(self, signum, frame):
         self._stop_signal = signum
 
@@ -438,7 +459,7 @@ class Trainer:
                 if augmenting:
                     real = augment(real, self.cfg.augment, self.gen)
                 out = self.family.step(real, self.gen)
-                out.update(self.family.augment_metrics())
+                out.update(self.family.augment_metrics(), **self.grad_norms)
                 if world.active:  # BatchNorm statistics and k_t: the mean over ranks
                     ddp.average_tensors(shared_state, world)
                 # every step on CPU (a cheap check); at log steps on GPUs (a check is a host sync)

@@ -1,0 +1,80 @@
+"""Every optimizer step of every family goes through Family.apply, where the trainer's hooks see the
+gradients; a new family is one file and one registry line."""
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.families import REGISTRY, build_family
+from gankit.train import Trainer
+from tests.conftest import tiny
+
+EXPECTED = {  # optimizer steps per training step, by net
+    "dcgan-32-cpu": {"D": 1, "G": 1},
+    "wgan-gp-32-cpu": {"D": 5, "G": 1},
+    "wgan-32-cpu": {"D": 5, "G": 1},
+    "began-64-cpu": {"D": 1, "G": 1},
+    "vae-64-cpu": {"E": 1, "G": 1},
+    "vaegan-64-cpu": {"E": 1, "G": 2, "D": 1},  # three-step: E and G together, D, then G as a generator
+}
+
+
+def test_no_family_steps_an_optimizer_itself():
+    root = Path(__file__).parent.parent / "gankit" / "families"
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        if path.name == "base.py":
+            assert len(re.findall(r"\.step\(\)", text)) == 1  # the one in Family.apply
+        else:
+            assert not re.search(r"\.step\(\)|\.backward\(|zero_grad", text), path.name
+
+
+@pytest.mark.parametrize("preset", list(EXPECTED) + ["vaegan-64-cpu larsen"])
+def test_every_step_passes_the_hooks(preset):
+    name, *larsen = preset.split()
+    cfg = tiny(name, "model.res=32", *(["gan.vaegan_update=larsen"] if larsen else []))
+    family = build_family(cfg, torch.device("cpu"), None)
+    hooked, stepped = Counter(), Counter()
+    family.step_hooks.append(lambda net, params: hooked.update([net]))
+    for net, opt in family.opts.items():
+        opt.register_step_pre_hook(lambda *_, net=net: stepped.update([net]))
+    real = torch.rand(8 * family.batches_per_step, 3, 32, 32) * 2 - 1
+    family.step(real, torch.Generator().manual_seed(0))
+    want = {"E": 1, "G": 1, "D": 1} if larsen else EXPECTED[name]
+    assert dict(hooked) == dict(stepped) == want
+
+
+def test_gradient_clipping_and_norms(toy32, tmp_path):
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=3", "train.grad_clip=0.01"), str(toy32), tmp_path,
+                    progress=False)
+    seen = []
+    t.family.step_hooks.append(lambda net, params: seen.append(
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])).item()))
+    last = t.run()
+    assert seen and max(seen) <= 0.01 * 1.0001  # the trainer's clipping ran before this later hook
+    assert last["grad_norm_D"] > 0.01 and last["grad_norm_G"] > 0.01  # logged: the norms before clipping
+
+
+def test_a_new_family_is_one_file_and_one_registry_line(toy32, tmp_path, monkeypatch):
+    from gankit.families.dcgan import DCGAN
+
+    class Hinge(DCGAN):  # the whole family: a different loss, written only in terms of Family.apply
+        name = "hinge"
+
+        def step(self, real, gen):
+            G, D = self.fast["G"], self.fast["D"]
+            fake = G(self.sample_z(real.shape[0], gen))
+            loss_d = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake.detach())).mean()
+            self.apply({"D": loss_d})
+            with self.frozen(self.nets["D"]):
+                loss_g = -D(fake).mean()
+            self.apply({"G": loss_g})
+            return {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
+
+    monkeypatch.setitem(REGISTRY, "hinge", Hinge)
+    t = Trainer.new(tiny("dcgan-32-cpu", "model.family=hinge", "train.steps=2"), str(toy32), tmp_path,
+                    progress=False)
+    last = t.run()
+    assert t.family.name == "hinge" and last["step"] == 2 and "grad_norm_D" in last
