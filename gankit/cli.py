@@ -28,8 +28,8 @@ def cmd_prepare(args) -> None:
 
 def cmd_train(args) -> None:
     from .config import apply_overrides, load_preset
-    from .train import Trainer
-    from .train import distributed as ddp
+    from .training import Trainer
+    from .training import distributed as ddp
     world = ddp.init_from_env()  # torchrun: one process per device; else a single process
     say = print if world.main else (lambda *a, **k: None)
     try:
@@ -161,8 +161,8 @@ def cmd_fid(args) -> None:
 
 def cmd_eval(args) -> None:
     from .metrics.registry import evaluate_many, parse_metric
-    from .sample import load_run
-    from .train.monitor import MetricsLog
+    from .run import load_run
+    from .training.monitor import MetricsLog
     metrics = [m + "-clean" if args.resize == "clean" and parse_metric(m).net == "inception"
                and not m.endswith("-clean") else m for m in args.metric]
     family, record = load_run(args.run)
@@ -175,6 +175,13 @@ def cmd_eval(args) -> None:
                                                          if family.ema is not None else {})}
         MetricsLog(Path(args.run) / "metrics.jsonl").append(result)
         _print_result(result, args.json, metric)
+
+
+def cmd_export(args) -> None:
+    from .exported import export
+    out = export(args.run, args.out, n=args.n, seed=args.seed, overwrite=args.overwrite)
+    print(f"exported {args.run} to {out} (config.json, model.safetensors, samples.png, README.md); "
+          f"load it with gankit.load({str(out)!r})")
 
 
 def torch_generator(seed: int):
@@ -266,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="score the trained G, not its moving average (train.ema)")
     metric_options(s)
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("export", help="a self-contained folder with the generator, a model card and samples")
+    s.add_argument("run", help="run folder")
+    s.add_argument("out", help="output folder (config.json, model.safetensors, samples.png, README.md)")
+    s.add_argument("-n", type=int, default=64, help="samples in the card's grid")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("train-features", help="train gankit's feature network on a labelled prepared dataset")
     s.add_argument("data", help="prepared dataset with attributes or class labels")

@@ -90,7 +90,7 @@ def run_of(job: Job, runs: Path) -> Path | None:
 def train(job: Job, runs: Path, progress: bool) -> Path:
     """Train (or resume, or reuse) the job's run; return its folder."""
     from .config import apply_overrides, load_preset
-    from .train import Trainer
+    from .training import Trainer
     run = run_of(job, runs)
     if finished(run):
         return run
@@ -112,7 +112,7 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
                           f"to continue")
     import torch
 
-    from .train.speed import cpu_name
+    from .training.speed import cpu_name
     record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round((before + time.time() - t0) / 60, 1),
               "cpu": cpu_name(), "threads": torch.get_num_threads(), "last": last}
     (run / "gallery.json").write_text(json.dumps(record, indent=1))
@@ -123,7 +123,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     """FD, KD, precision/recall and density/coverage of n samples against the job's reference in the
     feature net's space, from one pass of generation and feature extraction; cached in the run folder."""
     from .metrics.registry import KINDS, MetricSpec, evaluate_many
-    from .sample import load_run
+    from .run import load_run
     import torch
     cached = run / "gallery-metrics.json"
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")

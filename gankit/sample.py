@@ -1,42 +1,14 @@
-"""Sampling from a trained run."""
+"""Pictures of a trained run: sample grids (one run or several side by side), reconstructions, the 2-D
+code map."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from .config import Config
-from .env import resolve_precision
 from .errors import GankitError
-from .families import Family, build_family
 from .images import grid, save_png, to_uint8
-from .train.checkpoint import load_latest
-
-
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Family, dict]:
-    """The family of a run with its newest intact checkpoint loaded, and that checkpoint's record.
-    It runs in fp32 unless GANKIT_PRECISION says bf16 (the tools' numbers should be exact)."""
-    run_dir = Path(run_dir)
-    loaded = load_latest(run_dir / "checkpoints") if run_dir.is_dir() else None
-    if loaded is None:
-        raise GankitError(f"{run_dir}: no run folder with an intact checkpoint")
-    state, record = loaded
-    cfg = Config.from_dict(record["config"])
-    cfg.train.compile = False
-    family = build_family(cfg, torch.device(device), resolve_precision(device, "auto", auto="fp32"))
-    family.load_state_dict(state["family"])
-    return family, record
-
-
-def run_dataset(run_dir: str | Path, res: int):
-    """The prepared dataset a run trained on (as recorded in its run.json)."""
-    from .train.trainer import open_dataset
-    try:
-        data = json.loads((Path(run_dir) / "run.json").read_text())["data"]
-    except (OSError, ValueError, KeyError) as e:
-        raise GankitError(f"{run_dir}: no readable run.json ({e})") from None
-    return open_dataset(data, res)
+from .run import load_run, real_images, run_dataset
 
 
 def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0,
@@ -64,35 +36,6 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
         draw.text((x + 2, 3), label, fill="black")
         x += g.shape[1] + gap
     return save_png(np.asarray(canvas), out)
-
-
-def real_images(run_dir: str | Path, res: int, images: str | Path | None = None, from_data: int | None = None,
-                seed: int = 0, limit: int = 64, dataset=None) -> tuple:
-    """Up to `limit` real images as uint8 (N, res, res, 3), their names and their rows in the prepared
-    dataset (None for files): the files under `images` (centre-cropped and resized; unreadable files
-    are skipped and reported), or `from_data` random images of the run's prepared dataset (`dataset`
-    when it is already open)."""
-    import numpy as np
-
-    from .data.prepare import list_images, load_image
-    if images:
-        files = list_images(Path(images))[:limit]
-        arrs, names, bad = [], [], []
-        for f in files:
-            try:
-                arrs.append(load_image(f, res, None))
-                names.append(Path(f).name)
-            except (OSError, ValueError, SyntaxError):
-                bad.append(Path(f).name)
-        if bad:
-            print(f"gankit: skipped {len(bad)} unreadable image(s) under {images}: {', '.join(bad[:5])}")
-        if not arrs:
-            raise GankitError(f"--images {images}: no readable images found")
-        return np.stack(arrs), names, None
-    ds = dataset if dataset is not None else run_dataset(run_dir, res)
-    n = min(from_data or 16, len(ds), limit)
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))
-    return ds.images[idx], [f"{ds.name}[{i}]" for i in idx], idx
 
 
 def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,

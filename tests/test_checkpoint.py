@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gankit.errors import GankitError
-from gankit.train.checkpoint import flatten, list_checkpoints, load_latest, read_checkpoint, save_checkpoint, unflatten
+from gankit.training.checkpoint import flatten, list_checkpoints, load_latest, read_checkpoint, save_checkpoint, unflatten
 
 
 def test_flatten_round_trip_keeps_key_types():

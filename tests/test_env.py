@@ -60,8 +60,8 @@ def test_every_tool_follows_the_setting(toy32, tmp_path, monkeypatch, native):
     from gankit.bench import bench_gankit
     from gankit.metrics.featnet import train_feature_net
     from gankit.metrics.registry import metric_bf16
-    from gankit.sample import load_run
-    from gankit.train import Trainer
+    from gankit.run import load_run
+    from gankit.training import Trainer
     from gankit.data import prepare
     small = tmp_path / "toy40"
     prepare("toyfaces", [], 32, small, count=40, progress=False, workers=1)

@@ -11,7 +11,7 @@ from gankit.data import prepare
 from gankit.data.diffaug import AdaptiveP, color, cutout, diff_augment, translation
 from gankit.errors import GankitError
 from gankit.families import build_family
-from gankit.train import Trainer
+from gankit.training import Trainer
 from tests.conftest import shared, tiny
 
 
@@ -76,7 +76,7 @@ def test_every_family_with_a_discriminator_trains_with_diffaugment(preset, extra
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
     last = t.run()
     assert "aug_p" in last and all(np.isfinite(v) for v in last.values() if isinstance(v, float))
-    state, _ = __import__("gankit.train.checkpoint", fromlist=["load_latest"]).load_latest(t.run_dir / "checkpoints")
+    state, _ = __import__("gankit.training.checkpoint", fromlist=["load_latest"]).load_latest(t.run_dir / "checkpoints")
     assert "augment" in state["family"]
     if "augment.ada_target=0.6" in extra:  # p moved by 8 images / 1000 at each of the 4 steps, and was saved
         moves = (float(state["family"]["augment"]["p"]) - cfg.augment.p) / 0.008

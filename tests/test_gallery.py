@@ -40,7 +40,7 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     data = {p.parent.parent.name: json.loads(p.read_text())["images"] for p in runs}
     assert data["celeba-dcgan"] == 54 and data["flowers-dcgan"] == 60
     # a second call reuses every finished run and its scores
-    from gankit.train import Trainer
+    from gankit.training import Trainer
     monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
     capsys.readouterr()
     assert main(argv) == 0

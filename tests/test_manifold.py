@@ -159,7 +159,7 @@ def test_clean_features_are_fed_resized_and_keyed_apart():
 
 
 def test_several_metrics_from_one_pass(featnet, toy32, tmp_path, capsys, monkeypatch):
-    from gankit.train import Trainer
+    from gankit.training import Trainer
     from tests.conftest import tiny
     t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=2"), str(toy32), tmp_path, progress=False)
     t.run()

@@ -8,7 +8,7 @@ import torch
 from gankit.cli import main
 from gankit.errors import GankitError
 from gankit.metrics.registry import image_set, parse_metric
-from gankit.train import Trainer
+from gankit.training import Trainer
 from tests.conftest import tiny
 
 

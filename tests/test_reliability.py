@@ -17,8 +17,8 @@ from PIL import Image
 from gankit.cli import main
 from gankit.data import PreparedDataset, prepare
 from gankit.errors import GankitError
-from gankit.train import Trainer
-from gankit.train.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
+from gankit.training import Trainer
+from gankit.training.checkpoint import list_checkpoints, load_latest, read_checkpoint, save_checkpoint
 from tests.conftest import tiny
 
 TINY = ["--set", "model.width=8", "--set", "train.batch=8", "--set", "log_every=1", "--set", "ckpt_every=5",
@@ -117,7 +117,7 @@ def test_a_damaged_newest_checkpoint_is_detected_and_the_previous_used(tmp_path,
 def test_a_failed_checkpoint_write_keeps_the_previous_one(toy32, tmp_path, monkeypatch, capsys):
     import errno
 
-    import gankit.train.checkpoint as ck
+    import gankit.training.checkpoint as ck
     t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=4"), str(toy32), tmp_path, progress=False)
     real = ck._write_atomic
 

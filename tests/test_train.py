@@ -8,8 +8,8 @@ from PIL import Image
 
 from gankit.cli import main
 from gankit.data import prepare, to_float
-from gankit.train import Trainer
-from gankit.train.checkpoint import load_latest
+from gankit.training import Trainer
+from gankit.training.checkpoint import load_latest
 from tests.conftest import shared, tiny
 
 
@@ -142,7 +142,7 @@ def test_sigkill_then_resume(toy32, tmp_path):
     import sys
     import time
 
-    from gankit.train.checkpoint import list_checkpoints, read_checkpoint
+    from gankit.training.checkpoint import list_checkpoints, read_checkpoint
 
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "gankit", "train", "--preset", "dcgan-32-cpu", "--data", str(toy32),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gankit.families import REGISTRY, build_family
-from gankit.train import Trainer
+from gankit.training import Trainer
 from tests.conftest import tiny
 
 EXPECTED = {  # optimizer steps per training step, by net

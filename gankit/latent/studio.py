@@ -20,8 +20,8 @@ import torch
 from ..data import to_float
 from ..errors import GankitError
 from ..images import to_uint8
-from ..sample import load_run, real_images, run_dataset
-from ..train.checkpoint import write_text_atomic
+from ..run import load_run, real_images, run_dataset
+from ..training.checkpoint import write_text_atomic
 from . import directions as dirs
 from .interpolate import paths
 from .montage import montage

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import signal
 import sys
 import threading
@@ -22,79 +20,19 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import Config
-from ..data import BUILTIN, BatchStream, PreparedDataset, prepare, to_float
+from ..data import BUILTIN, BatchStream, to_float
 from ..data.augment import augment
 from ..data.dataset import split_rows
 from ..env import resolve_precision
 from ..errors import GankitError
 from ..families import Family, build_family
+from ..run import check_writable, new_run_dir, open_dataset, resolve_device
 from ..images import grid, save_png, to_uint8
 from . import distributed as ddp
 from .checkpoint import (list_checkpoints, load_latest, remove_stale_temporaries, save_checkpoint,
                          write_text_atomic)
 from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
-from .speed import cache_dir, peak_flops, step_flops
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` is CUDA when present; under torchrun each process takes the GPU of its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GankitError(f"train.device: unknown device {name!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GankitError("train.device=cuda but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
-def open_dataset(data: str, res: int) -> PreparedDataset:
-    """A prepared dataset folder, or `toyfaces`: the embedded default, prepared once into the cache."""
-    if data == BUILTIN:
-        path = cache_dir() / f"toyfaces-{res}"
-        if not (path / "meta.json").exists():
-            print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)", flush=True)
-            prepare("toyfaces", [], res, path, overwrite=True, progress=sys.stderr.isatty())
-        return PreparedDataset(path)
-    return PreparedDataset(data)
-
-
-def new_run_dir(root: Path, preset: str, data_name: str) -> Path:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GankitError(f"--runs {root}: cannot create the runs folder ({e.strerror or e})") from None
-    numbers = [int(m[1]) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    n = max(numbers, default=-1) + 1
-    while True:
-        path = root / f"{n:05d}-{preset}-{data_name}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            n += 1
-        except OSError as e:
-            raise GankitError(f"--runs {root}: cannot create a run folder there ({e.strerror or e})") from None
-
-
-def check_writable(run_dir: Path, need_bytes: int) -> None:
-    """Before training: the run folder takes a file, and its disk has room for the checkpoints kept
-    plus one being written, so a full disk is a clear error now rather than a failed write later."""
-    import shutil
-    probe = run_dir / f".write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"gankit")
-        probe.unlink()
-    except OSError as e:
-        raise GankitError(f"run folder {run_dir} is not writable ({e.strerror or e})") from None
-    free = shutil.disk_usage(run_dir).free
-    if free < need_bytes:
-        raise GankitError(f"run folder {run_dir}: {free / 2**20:.0f} MiB free on its disk, but checkpoints and "
-                          f"samples need about {need_bytes / 2**20:.0f} MiB (train.keep_ckpts, or free some space)")
+from .speed import peak_flops, step_flops
 
 
 class Trainer:
