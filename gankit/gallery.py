@@ -100,20 +100,26 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
         cfg = apply_overrides(load_preset(job.preset), job.overrides)
         trainer = Trainer.new(cfg, job.train_data, runs_root=runs / job.key, progress=progress)
         run = trainer.run_dir
-    spent = run / "gallery-seconds.json"  # wall time of every call that trained this run
-    before = json.loads(spent.read_text()) if spent.exists() else 0.0
-    t0 = time.time()
+    spent = run / "gallery-seconds.json"  # wall and CPU time of every call that trained this run
+    before = json.loads(spent.read_text()) if spent.exists() else {"wall": 0.0, "cpu": 0.0}
+    before = before if isinstance(before, dict) else {"wall": before, "cpu": None}  # (older record: wall only)
+    t0, c0 = time.time(), time.process_time()
     try:
         last = trainer.run()
     finally:
-        spent.write_text(json.dumps(before + time.time() - t0))
+        used = {"wall": before["wall"] + time.time() - t0,
+                "cpu": None if before["cpu"] is None else before["cpu"] + time.process_time() - c0}
+        spent.write_text(json.dumps(used))
     if trainer._stop_signal is not None:  # interrupted: resumed next time
         raise GankitError(f"gallery: {job.key} stopped by a signal at step {trainer.step}; run the command again "
                           f"to continue")
     import torch
 
     from .training.speed import cpu_name
-    record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round((before + time.time() - t0) / 60, 1),
+    # CPU minutes: the process's CPU time over its threads; with one thread it is the wall time the run
+    # would take alone on a core, even while other work shares that core
+    record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round(used["wall"] / 60, 1),
+              "cpu_minutes": None if used["cpu"] is None else round(used["cpu"] / 60, 1),
               "cpu": cpu_name(), "threads": torch.get_num_threads(), "last": last}
     (run / "gallery.json").write_text(json.dumps(record, indent=1))
     return run
@@ -164,12 +170,14 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         figure = sample_grid([r[1] for r in rows], n, out / f"gallery-{data_name}.png",
                              labels=[r[0].label for r in rows])
         k = f"{n_eval // 1000}k" if n_eval % 1000 == 0 else str(n_eval)
-        table = [f"| family | preset | steps | images | minutes | CPU | fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} | "
-                 f"precision | recall | density | coverage |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        table = [f"| family | preset | steps | images | minutes (wall) | CPU minutes | CPU | fd-{rows[0][4]}{k} | "
+                 f"kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
             extra_text = " + DiffAugment" if any("diffaug" in o for o in job.overrides) else ""
             table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
-                         f"{done['minutes']} | {done.get('cpu', '?')}, {done.get('threads', '?')} threads | "
+                         f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
+                         f"{done.get('threads', '?')} threads | "
                          f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
                          f"{m['density']:.3f} | {m['coverage']:.3f} |")
         md = out / f"gallery-{data_name}.md"
