@@ -119,6 +119,28 @@ def _decode(data_url):
     return base64.b64decode(data_url.split(",", 1)[1])
 
 
+def test_a_projection_does_not_stall_other_requests(server, monkeypatch):
+    """Blocking work runs off the event loop: while a long projection runs, samples still answer."""
+    from gankit.serve import app
+    url, explorer, _ = server
+    started, real_project = threading.Event(), app.project
+    monkeypatch.setattr(app, "project", lambda *a, **k: started.set() or real_project(*a, **k))
+    monkeypatch.setattr(explorer, "project_steps", 3000)
+    s = request(url + "/api/sample", {"seed": 5, "n": 1})[1]
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(zip(("status", "body"), upload(url, _decode(s["images"][0])))))
+    worker.start()
+    assert started.wait(30)
+    answered_during = 0
+    for seed in range(5):
+        status, out = request(url + "/api/sample", {"seed": seed, "n": 2})
+        assert status == 200 and len(out["images"]) == 2
+        answered_during += worker.is_alive()
+    worker.join(120)
+    assert answered_during == 5, "sample requests waited for the projection"
+    assert result["status"] == 200 and result["body"]["l1"] < 0.05
+
+
 def test_api_refuses_bad_input_with_a_message_and_keeps_serving(server, caplog):
     url, explorer, run = server
     z = [0.0] * explorer.z_dim

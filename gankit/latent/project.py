@@ -1,7 +1,9 @@
 """Projection of real images into z: argmin_z |x - G(z)|_1, by Adam over a batch of codes."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Callable, ContextManager
 
 import torch
 
@@ -17,14 +19,16 @@ class Projection:
 
 
 def project(family: Family, x: torch.Tensor, steps: int = 300, restarts: int = 4, lr: float = 0.05,
-            init: torch.Tensor | None = None, gen: torch.Generator | None = None) -> Projection:
+            init: torch.Tensor | None = None, gen: torch.Generator | None = None,
+            guard: Callable[[], ContextManager] = contextlib.nullcontext) -> Projection:
     """Codes whose images are closest in L1 to the real images x (N, 3, H, W in [-1, 1]).
 
     All restarts of all images are optimised together as one batch. Restart 0 starts from `init`
     (the encoder's code for VAE and VAE-GAN) when given, the others from prior samples. After each
     Adam step, codes are moved back into the prior's support (clamped to [-1, 1] for BEGAN's uniform
     prior). The best code seen for each image is kept, so an encoder's start can only improve.
-    The generator runs in eval mode with frozen weights.
+    The generator runs in eval mode with frozen weights. Each step runs inside `guard()` (the explorer
+    passes its model lock, so other requests are served between steps).
     """
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
@@ -46,8 +50,8 @@ def project(family: Family, x: torch.Tensor, steps: int = 300, restarts: int = 4
         best_err[better] = err[better]
         best_z[better] = z.detach()[better]
 
-    with family.frozen(family.nets["G"]):
-        for _ in range(steps):
+    for _ in range(steps):
+        with guard(), family.frozen(family.nets["G"]):
             per_image = (family.decode(z) - target).abs().flatten(1).mean(1)
             keep_best(per_image.detach())
             opt.zero_grad(set_to_none=True)
@@ -56,8 +60,8 @@ def project(family: Family, x: torch.Tensor, steps: int = 300, restarts: int = 4
             with torch.no_grad():
                 z.copy_(family.to_support(z))
             history.append(float(per_image.detach().mean()))
-        with torch.no_grad():
-            keep_best((family.decode(z) - target).abs().flatten(1).mean(1))
+    with guard(), torch.no_grad():
+        keep_best((family.decode(z) - target).abs().flatten(1).mean(1))
     final = best_err.view(restarts, n)
     best = final.argmin(0)
     z_best = best_z.view(restarts, n, -1)[best, torch.arange(n)]

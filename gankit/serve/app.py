@@ -14,12 +14,14 @@ import json
 import logging
 import math
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
@@ -53,7 +55,11 @@ class Explorer:
     """The model side: a run, its latent directions, and the operations the page calls."""
 
     def __init__(self, run_dir: str | Path, n_pca: int = 6, attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES,
-                 fit_n: int = 1000, seed: int = 0):
+                 fit_n: int = 1000, seed: int = 0, project_steps: int = 150):
+        # requests run in a thread pool; the model lock keeps one torch call on the model at a time
+        # (sampling flips train/eval modes), and a projection takes it for one step at a time
+        self.lock = threading.Lock()
+        self.project_steps = project_steps
         self.studio = Studio(run_dir, seed=seed)
         self.family = self.studio.family
         self.z_dim = self.family.cfg.model.z_dim
@@ -119,7 +125,8 @@ class Explorer:
     def sample(self, seed, n) -> dict:
         seed, n = _int(seed, "seed", 0, 2**31 - 1), _int(n, "n", 1, 64)
         z = self.family.sample_z(n, torch.Generator().manual_seed(seed))
-        images = to_uint8(self.studio.images(z))
+        with self.lock:
+            images = to_uint8(self.studio.images(z))
         return {"images": [png_data_url(im[None]) for im in images], "codes": z.tolist()}
 
     def edit(self, z, sliders: dict) -> dict:
@@ -134,15 +141,19 @@ class Explorer:
             v = _number(value, name, -MAX_SLIDER, MAX_SLIDER)
             edited += v * by_name[name]["sd"] * by_name[name]["vector"]
         edited = self.family.to_support(edited)
-        return {"image": png_data_url(to_uint8(self.studio.images(edited[None]))), "code": edited.tolist()}
+        with self.lock:
+            image = to_uint8(self.studio.images(edited[None]))
+        return {"image": png_data_url(image), "code": edited.tolist()}
 
     def interpolate(self, a, b, steps) -> dict:
         za, zb = self.code(a), self.code(b)
         steps = _int(steps, "steps", 2, 24)
         z = paths(za[None], zb[None], steps, "slerp" if self.family.prior == "normal" else "lerp")[0]
-        return {"strip": png_data_url(to_uint8(self.studio.images(z)), nrow=steps)}
+        with self.lock:
+            strip = to_uint8(self.studio.images(z))
+        return {"strip": png_data_url(strip, nrow=steps)}
 
-    def project(self, data: bytes, steps: int = 150) -> dict:
+    def project(self, data: bytes, steps: int | None = None) -> dict:
         from ..data.prepare import MAX_PIXELS, load_image
         if not data:
             raise BadInput("the upload is empty")
@@ -156,10 +167,14 @@ class Explorer:
             why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the upload", str(e))[:120]
             raise BadInput(f"not a usable image ({type(e).__name__}: {why})") from None
         x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
-        init = self.family.codes(x) if self.family.has_encoder else None
-        result = project(self.family, x, steps=steps, restarts=2, init=init)
+        with self.lock:
+            init = self.family.codes(x) if self.family.has_encoder else None
+        result = project(self.family, x, steps=steps or self.project_steps, restarts=2, init=init,
+                         guard=lambda: self.lock)
         z = result.z[0]
-        return {"image": png_data_url(to_uint8(self.studio.images(z[None]))), "code": z.tolist(),
+        with self.lock:
+            image = to_uint8(self.studio.images(z[None]))
+        return {"image": png_data_url(image), "code": z.tolist(),
                 "target": png_data_url(arr[None]), "l1": round(float(result.error[0]), 4)}
 
     def info(self) -> dict:
@@ -213,20 +228,22 @@ def build_app(explorer: Explorer) -> Starlette:
                 return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)
         return run
 
+    # torch work runs in Starlette's thread pool, never on the event loop: a projection (many
+    # optimisation steps) must not stall the other requests
     async def info(request):
         return explorer.info()
 
     async def sample(request):
         d = await body(request)
-        return explorer.sample(d.get("seed", 0), d.get("n", 16))
+        return await run_in_threadpool(explorer.sample, d.get("seed", 0), d.get("n", 16))
 
     async def edit(request):
         d = await body(request)
-        return explorer.edit(d.get("code"), d.get("sliders", {}))
+        return await run_in_threadpool(explorer.edit, d.get("code"), d.get("sliders", {}))
 
     async def interpolate(request):
         d = await body(request)
-        return explorer.interpolate(d.get("a"), d.get("b"), d.get("steps", 10))
+        return await run_in_threadpool(explorer.interpolate, d.get("a"), d.get("b"), d.get("steps", 10))
 
     async def upload(request):
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD + 4096:
@@ -235,7 +252,7 @@ def build_app(explorer: Explorer) -> Starlette:
         f = form.get("image")
         if f is None or isinstance(f, str):
             raise BadInput("send the image as the form field 'image'")
-        return explorer.project(await f.read(MAX_UPLOAD + 1))
+        return await run_in_threadpool(explorer.project, await f.read(MAX_UPLOAD + 1))
 
     routes = [Route("/", page), Route("/api/info", handler(info)),
               Route("/api/sample", handler(sample), methods=["POST"]),
