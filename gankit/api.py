@@ -124,7 +124,7 @@ def evaluate(run: str | Path, metrics: str | Sequence[str], ref: str, seed: int 
     gen = torch.Generator(model.device).manual_seed(seed)
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     results = evaluate_many(names, lambda n: model.family.generate(model.family.sample_z(n, gen)), ref,
-                            fid_weights, features)
+                            fid_weights, features, device=model.device)
     return results[0] if isinstance(metrics, str) else results
 
 

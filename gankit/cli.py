@@ -59,7 +59,7 @@ def cmd_train(args) -> None:
 
 def cmd_sample(args) -> None:
     from .sample import sample_grid
-    path = sample_grid(args.run, args.n, args.out, seed=args.seed)
+    path = sample_grid(args.run, args.n, args.out, seed=args.seed, device=device_of(args))
     print(f"wrote {path}")
 
 
@@ -67,18 +67,19 @@ def cmd_reconstruct(args) -> None:
     from .sample import reconstruct_grid
     if bool(args.images) == bool(args.from_data):
         raise GankitError("reconstruct: give either --images DIR or --from-data N")
-    path = reconstruct_grid(args.run, args.out, images=args.images, from_data=args.from_data, seed=args.seed)
+    path = reconstruct_grid(args.run, args.out, images=args.images, from_data=args.from_data, seed=args.seed,
+                            device=device_of(args))
     print(f"wrote {path} (pairs: original, reconstruction)")
 
 
 def cmd_latent_view(args) -> None:
     from .sample import latent_view
-    print(f"wrote {latent_view(args.run, args.out, args.attribute, args.n, args.method, args.seed)}")
+    print(f"wrote {latent_view(args.run, args.out, args.attribute, args.n, args.method, args.seed, device_of(args))}")
 
 
 def cmd_explore(args) -> None:
     from .latent.studio import Studio
-    studio = Studio(args.run, seed=args.seed)
+    studio = Studio(args.run, seed=args.seed, device=device_of(args))
     if args.tool == "interpolate":
         record = studio.interpolate(args.pairs, args.steps, args.method, codes=args.codes)
     elif args.tool == "project":
@@ -106,7 +107,8 @@ def cmd_serve(args) -> None:
         raise GankitError(f"serve needs starlette, uvicorn and python-multipart: pip install 'gankit[serve]' ({e})") \
             from None
     attributes = tuple(a for a in args.attributes.split(",") if a)
-    serve(args.run, args.host, args.port, n_pca=args.pca, attributes=attributes, seed=args.seed)
+    serve(args.run, args.host, args.port, n_pca=args.pca, attributes=attributes, seed=args.seed,
+          device=device_of(args))
 
 
 def cmd_gallery(args) -> None:
@@ -154,7 +156,7 @@ def cmd_fid(args) -> None:
     feats = feature_net_at(args.features) if args.features else \
         load_features(parse_metric(f"fid1k{'-clean' if args.resize == 'clean' else ''}"), args.fid_weights)
     kind = "kernel" if args.kid else "frechet"
-    result = compare_sets(args.a, args.b, feats, kind, limit=args.limit, bf16=args.bf16)
+    result = compare_sets(args.a, args.b, feats, kind, limit=args.limit, bf16=args.bf16, device=device_of(args))
     label = ("KID" if args.kid else "FID") if feats.name == "inception" else ("KD" if args.kid else "FD") + f"[{feats.name}]"
     _print_result(result, args.json, label)
 
@@ -165,11 +167,11 @@ def cmd_eval(args) -> None:
     from .training.monitor import MetricsLog
     metrics = [m + "-clean" if args.resize == "clean" and parse_metric(m).net == "inception"
                and not m.endswith("-clean") else m for m in args.metric]
-    family, record = load_run(args.run)
+    family, record = load_run(args.run, device_of(args))
     family.use_ema = not args.no_ema
-    gen = torch_generator(args.seed)
+    gen = torch_generator(args.seed, family.device)
     results = evaluate_many(metrics, lambda n: family.generate(family.sample_z(n, gen)), args.ref,
-                            args.fid_weights, args.features, args.bf16)  # one pass of generation and features
+                            args.fid_weights, args.features, args.bf16, device=family.device)  # one pass of generation and features
     for metric, result in zip(metrics, results):
         result = {"step": record["step"], **result, **({"generator": "G" if args.no_ema else "ema"}
                                                          if family.ema is not None else {})}
@@ -184,9 +186,15 @@ def cmd_export(args) -> None:
           f"load it with gankit.load({str(out)!r})")
 
 
-def torch_generator(seed: int):
+def torch_generator(seed: int, device="cpu"):
     import torch
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device).manual_seed(seed)
+
+
+def device_of(args) -> str:
+    """--device: auto (a GPU when there is one) | cpu | cuda | cuda:N, checked."""
+    from .run import resolve_device
+    return str(resolve_device(args.device))
 
 
 def cmd_train_features(args) -> None:
@@ -208,6 +216,10 @@ def cmd_fid_check(args) -> None:
     print("match" if ok else "MISMATCH")
     if not ok and not args.bf16:
         raise GankitError("features or FID differ from pytorch-fid beyond 1e-4 / 1e-6 relative")
+
+
+def device_option(s) -> None:
+    s.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--seed", type=int, default=0)
+    device_option(s)
     s.set_defaults(func=cmd_sample)
 
     def metric_options(s):
@@ -250,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bf16 autocast for feature extraction (faster, not exact; default: fp32 "
                             "unless GANKIT_PRECISION=bf16)")
         s.add_argument("--json", action="store_true", help="print the result as one JSON line")
+        device_option(s)
         s.add_argument("--resize", choices=("legacy", "clean"), default="legacy",
                        help="to Inception's 299 px: legacy = pytorch-fid's bilinear (default), clean = clean-fid's "
                             "antialiased bicubic on float32 (eval: the same as naming fid10k-clean)")
@@ -301,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from-data", type=int, metavar="N", help="N random images of the run's dataset (at most 64)")
     s.add_argument("--out", default="reconstructions.png")
     s.add_argument("--seed", type=int, default=0)
+    device_option(s)
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("latent-view", help="2-D view (PCA or t-SNE) of a VAE's codes, coloured by an attribute")
@@ -310,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["pca", "tsne"], default="pca")
     s.add_argument("--out", default="latent-view.png")
     s.add_argument("--seed", type=int, default=0)
+    device_option(s)
     s.set_defaults(func=cmd_latent_view)
 
     s = sub.add_parser("explore", help="latent tools on a run: interpolate, project, pca, attribute")
@@ -319,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     def tool(name: str, help: str):
         t = tools.add_parser(name, help=help)
         t.add_argument("--seed", type=int, default=0)
+        device_option(t)
         t.set_defaults(func=cmd_explore)
         return t
 
@@ -358,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("project", help="find codes of real images by L1 optimisation (= explore RUN project)")
     s.add_argument("run", help="run folder")
     s.add_argument("--seed", type=int, default=0)
+    device_option(s)
     project_options(s)
     s.set_defaults(func=cmd_explore, tool="project")
 
@@ -369,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--attributes", default="Smiling,Wearing_Lipstick,Eyeglasses,Male,Blond_Hair,Mustache",
                    help="attribute sliders fitted at start when the data has an attribute network")
     s.add_argument("--seed", type=int, default=0)
+    device_option(s)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("gallery", help="train every family's CPU preset on CelebA-64 (and flowers), side by side")

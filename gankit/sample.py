@@ -12,7 +12,7 @@ from .run import load_run, real_images, run_dataset
 
 
 def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0,
-                labels: list[str] | None = None) -> Path:
+                labels: list[str] | None = None, device: str = "cpu") -> Path:
     """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`; given
     several runs, their grids side by side, each labelled (`labels`, else the run folder's name)."""
     import numpy as np
@@ -22,8 +22,8 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
     runs = run_dir if isinstance(run_dir, (list, tuple)) else [run_dir]
     grids = []
     for run in runs:
-        family, _ = load_run(run)
-        z = family.sample_z(n, torch.Generator().manual_seed(seed))
+        family, _ = load_run(run, device)
+        z = family.sample_z(n, torch.Generator(family.device).manual_seed(seed))
         grids.append(grid(to_uint8(family.generate(z))))
     if len(grids) == 1 and not labels:
         return save_png(grids[0], out)
@@ -39,17 +39,17 @@ def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int =
 
 
 def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | None = None,
-                     from_data: int | None = None, seed: int = 0) -> Path:
+                     from_data: int | None = None, seed: int = 0, device: str = "cpu") -> Path:
     """Originals and their reconstructions side by side (pairs of columns) for a family with an encoder:
     VAE and VAE-GAN (decoded posterior means) or BEGAN (its autoencoder discriminator)."""
     import numpy as np
 
     from .data import to_float
-    family, record = load_run(run_dir)
+    family, record = load_run(run_dir, device)
     if not family.can_reconstruct:
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder to reconstruct with")
     arr, _, _ = real_images(run_dir, family.cfg.model.res, images, from_data, seed)
-    x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), torch.device("cpu"))
+    x = to_float(torch.from_numpy(np.ascontiguousarray(arr)), family.device)
     recon = to_uint8(family.reconstruct(x))
     pairs = np.stack([arr, recon], 1).reshape(-1, *arr.shape[1:])  # original, reconstruction, ...
     cols = 2 * max(1, int(np.ceil(np.sqrt(len(arr)))))
@@ -57,7 +57,7 @@ def reconstruct_grid(run_dir: str | Path, out: str | Path, images: str | Path | 
 
 
 def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = None, n: int = 2000,
-                method: str = "pca", seed: int = 0) -> Path:
+                method: str = "pca", seed: int = 0, device: str = "cpu") -> Path:
     """Scatter of the codes of n real images in 2-D (PCA, or t-SNE with scikit-learn), coloured by an
     attribute (+1 / -1) of the run's dataset when it has one."""
     import matplotlib
@@ -66,7 +66,7 @@ def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = No
     import numpy as np
 
     from .data import to_float
-    family, record = load_run(run_dir)
+    family, record = load_run(run_dir, device)
     if not family.has_encoder:
         raise GankitError(f"{run_dir}: the {family.name} family has no encoder; latent views need VAE or VAE-GAN")
     ds = run_dataset(run_dir, family.cfg.model.res)

@@ -50,8 +50,8 @@ def linear_direction(codes: torch.Tensor, positive: torch.Tensor, steps: int = 2
     c = codes.detach().float()
     mu, sd = c.mean(0), c.std(0).clamp_min(1e-6)
     xs = (c - mu) / sd
-    w = torch.zeros(c.shape[1], requires_grad=True)
-    b = torch.zeros((), requires_grad=True)
+    w = torch.zeros(c.shape[1], device=c.device, requires_grad=True)
+    b = torch.zeros((), device=c.device, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():

@@ -64,5 +64,6 @@ def project(family: Family, x: torch.Tensor, steps: int = 300, restarts: int = 4
         keep_best((family.decode(z) - target).abs().flatten(1).mean(1))
     final = best_err.view(restarts, n)
     best = final.argmin(0)
-    z_best = best_z.view(restarts, n, -1)[best, torch.arange(n)]
-    return Projection(z=z_best, error=final[best, torch.arange(n)], restart=best, history=history)
+    rows = torch.arange(n, device=z.device)
+    z_best = best_z.view(restarts, n, -1)[best, rows]
+    return Projection(z=z_best, error=final[best, rows], restart=best, history=history)

@@ -31,9 +31,9 @@ from .project import project
 class Studio:
     """Latent tools bound to one run's newest intact checkpoint."""
 
-    def __init__(self, run_dir: str | Path, seed: int = 0, batch: int = 256):
+    def __init__(self, run_dir: str | Path, seed: int = 0, batch: int = 256, device: str = "cpu"):
         self.run_dir = Path(run_dir)
-        self.family, self.record = load_run(self.run_dir)
+        self.family, self.record = load_run(self.run_dir, device)
         self.out_dir = self.run_dir / "explore"
         self.seed = seed
         self.batch = batch
@@ -107,7 +107,7 @@ class Studio:
             if report.get("kind") != "attributes":
                 raise GankitError(f"--features {features}: a {report.get('kind')} network; attribute tools need one "
                                   f"trained on attributes (CelebA)")
-            self._labeller = (net, report["outputs"])
+            self._labeller = (net.to(self.family.device), report["outputs"])
         return self._labeller
 
     @torch.no_grad()
@@ -116,8 +116,9 @@ class Studio:
         net, names = self.labeller(features)
         out = []
         for i in range(0, len(images), 512):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.family.precision is not None):
-                out.append(torch.sigmoid(net.logits(net(images[i:i + 512].cpu().float().add(1).div(2))).float()))
+            with torch.autocast(self.family.device.type, dtype=torch.bfloat16, enabled=self.family.precision is not None):
+                x = images[i:i + 512].to(self.family.device).float().add(1).div(2)
+                out.append(torch.sigmoid(net.logits(net(x)).float()))
         return torch.cat(out), names
 
     # --- the four tools ----------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class Studio:
             codes, source = self.codes_of(self.real(n)[0], source)
         fit = dirs.pca(codes, k)
         prior_fit = dirs.pca(self.prior(max(n, 2 * codes.shape[1]), 5), k)
-        amounts = torch.linspace(-span, span, columns)
+        amounts = torch.linspace(-span, span, columns, device=self.family.device)
         z = torch.stack([fit.mean + a * fit.variance[i].sqrt() * fit.components[i]
                          for i in range(len(fit.components)) for a in amounts]).view(len(fit.components), columns, -1)
         png = montage(self.montage_of(z), self.out_dir / f"pca-{source}.png",
@@ -280,7 +281,7 @@ class Studio:
             total = dirs.unit(sum(d for d, _ in found.values()))
             found["+".join(names)] = (total, {"attribute": "+".join(names), "sum_of": list(names)})
         prior_codes = self.prior(4000, 7)
-        amounts = torch.linspace(-span, span, columns)
+        amounts = torch.linspace(-span, span, columns, device=self.family.device)
         z_rows, z_check = self.prior(rows, 8), self.prior(check, 9)
         results, files = {}, []
         for key, (d, info) in found.items():
@@ -303,7 +304,7 @@ class Studio:
                 # a walk from neutral to the attribute: the check codes the network labels least with it
                 p0 = probs[:, int(amounts.abs().argmin()), labels.index(key)]
                 start = z_check[p0.argsort()[:rows]]
-                walk = torch.linspace(0, span, columns) * sd
+                walk = torch.linspace(0, span, columns, device=self.family.device) * sd
                 png = montage(self.montage_of(self.family.to_support(dirs.offsets(start, d, walk))),
                               self.out_dir / f"attribute-{method}-{key}-walk.png",
                               title=f"from without {key} to with it", col_labels=[f"+{a / sd:.1f}sd" for a in walk.tolist()])

@@ -18,6 +18,7 @@ def extract_features(net: nn.Module, batches: Iterable[np.ndarray], device: str 
                      bf16: bool = False, channels_last: bool = True) -> np.ndarray:
     """Features (float64, N x d) of uint8 NHWC batches, fed to `net` as floats in [0, 1] (x / 255)."""
     device = torch.device(device)
+    net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     out = []

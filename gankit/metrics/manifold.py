@@ -24,7 +24,8 @@ BLOCK = 1024  # rows of the distance matrix held at once: BLOCK x N float64
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device, torch.float64)
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, dtype=np.float64))
+    return t.to(device, torch.float64)
 
 
 def kth_neighbour_radii(x: torch.Tensor, k: int, block: int = BLOCK) -> torch.Tensor:
@@ -63,7 +64,7 @@ def density_coverage(real, fake, k: int = 5, device: str | torch.device = "cpu")
 
 def inception_score(logits, splits: int = 10) -> dict:
     """Mean and standard deviation over `splits` consecutive parts of exp E KL(p(y|x) || p(y))."""
-    logp = torch.log_softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float64), dim=1)
+    logp = torch.log_softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), dim=1)
     scores = []
     for part in torch.tensor_split(logp, splits):
         log_py = torch.logsumexp(part, 0) - np.log(len(part))  # log of the mean of p(y|x) over the part

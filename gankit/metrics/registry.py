@@ -167,13 +167,14 @@ def metric_bf16(bf16: bool | None) -> bool:
     return bool(bf16) if bf16 is not None else resolve_precision("cpu", "auto", auto="fp32") is not None
 
 
-def features_of(batches, feats: Features, bf16: bool | None = None) -> np.ndarray:
+def features_of(batches, feats: Features, bf16: bool | None = None, device: str | torch.device = "cpu") -> np.ndarray:
     if feats.prepare is not None:
         batches = map(feats.prepare, batches)
-    return extract_features(feats.net, batches, bf16=metric_bf16(bf16))
+    return extract_features(feats.net, batches, device=device, bf16=metric_bf16(bf16))
 
 
-def reference_features(ref: str | Path, feats: Features, n: int, bf16: bool | None = None) -> np.ndarray:
+def reference_features(ref: str | Path, feats: Features, n: int, bf16: bool | None = None,
+                       device: str | torch.device = "cpu") -> np.ndarray:
     """Features of up to n reference images, cached beside a prepared dataset (keyed by net, n, precision)."""
     ref, bf16 = Path(ref), metric_bf16(bf16)
     cache = None
@@ -182,7 +183,7 @@ def reference_features(ref: str | Path, feats: Features, n: int, bf16: bool | No
         if cache.exists():
             return np.load(cache)["features"].astype(np.float64)
     count, batches = image_set(ref, n)
-    f = features_of(batches, feats, bf16)
+    f = features_of(batches, feats, bf16, device)
     if cache is not None:
         cache.parent.mkdir(exist_ok=True)
         tmp = cache.with_name(cache.stem + ".tmp.npz")
@@ -199,33 +200,34 @@ def distance(spec_distance: str, a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def compare_sets(a: str, b: str, feats: Features, kind: str = "frechet", limit: int | None = None,
-                 bf16: bool | None = None) -> dict:
+                 bf16: bool | None = None, device: str | torch.device = "cpu") -> dict:
     """Distance between two image sets in a feature space."""
     bf16 = metric_bf16(bf16)
-    fa = reference_features(a, feats, limit, bf16) if limit else features_of(image_set(a)[1], feats, bf16)
-    fb = reference_features(b, feats, limit, bf16) if limit else features_of(image_set(b)[1], feats, bf16)
+    fa = reference_features(a, feats, limit, bf16, device) if limit else features_of(image_set(a)[1], feats, bf16, device)
+    fb = reference_features(b, feats, limit, bf16, device) if limit else features_of(image_set(b)[1], feats, bf16, device)
     return {**distance(kind, fa, fb), "n_a": len(fa), "n_b": len(fb), "features": feats.id, "bf16": bf16}
 
 
-def score(spec: MetricSpec, f_gen: np.ndarray, f_ref: np.ndarray, feats: Features) -> dict:
+def score(spec: MetricSpec, f_gen: np.ndarray, f_ref: np.ndarray, feats: Features,
+          device: str | torch.device = "cpu") -> dict:
     """One metric from features already extracted (the first spec.n of each side)."""
     from .manifold import density_coverage, inception_score, precision_recall
     f_gen, f_ref = f_gen[:spec.n], f_ref[:spec.n]
     if spec.kind in DISTANCES:
         return distance(spec.kind, f_gen, f_ref)
     if spec.kind == "pr":
-        return precision_recall(f_ref, f_gen)
+        return precision_recall(f_ref, f_gen, device=device)
     if spec.kind == "dc":
-        return density_coverage(f_ref, f_gen)
+        return density_coverage(f_ref, f_gen, device=device)
     with torch.no_grad():
         return inception_score(feats.logits(torch.from_numpy(f_gen)).numpy())
 
 
 def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], torch.Tensor], ref: str,
                   fid_weights: str | None = None, features: str | None = None, bf16: bool | None = None,
-                  feats: Features | None = None) -> list[dict]:
+                  feats: Features | None = None, device: str | torch.device = "cpu") -> list[dict]:
     """Named metrics of a generator against a reference set. The generator runs once (for the largest n)
-    and each feature space extracts once; every metric reads the first n of those features."""
+    and each feature space extracts once, on `device`; every metric reads the first n of those features."""
     specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
     bf16 = metric_bf16(bf16)
     n_max = max(s.n for s in specs)
@@ -235,15 +237,15 @@ def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], tor
     batches = list(generator_batches(generate, n_max)) if len(spaces) > 1 else generator_batches(generate, n_max)
     gen_features, ref_features = {}, {}
     for key, space in spaces.items():
-        gen_features[key] = features_of(batches, space, bf16)
+        gen_features[key] = features_of(batches, space, bf16, device)
         if any(s.kind != "is" for s in specs if (s.net, s.resize) == key):
             ref_features[key] = reference_features(ref, space, max(s.n for s in specs if (s.net, s.resize) == key),
-                                                   bf16)
+                                                   bf16, device)
     results = []
     for s in specs:
         key, space = (s.net, s.resize), spaces[(s.net, s.resize)]
         f_ref = ref_features.get(key, np.zeros((0, 0)))
-        results.append({"metric": s.name, **score(s, gen_features[key], f_ref, space),
+        results.append({"metric": s.name, **score(s, gen_features[key], f_ref, space, device),
                         "n_generated": min(s.n, len(gen_features[key])),
                         **({"n_reference": min(s.n, len(f_ref))} if s.kind != "is" else {}),
                         "reference": str(Path(ref).resolve()), "features": space.id, "bf16": bf16})
@@ -251,6 +253,7 @@ def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], tor
 
 
 def evaluate_generator(metric: str, generate: Callable[[int], torch.Tensor], ref: str, fid_weights: str | None = None,
-                       features: str | None = None, bf16: bool | None = None, feats: Features | None = None) -> dict:
+                       features: str | None = None, bf16: bool | None = None, feats: Features | None = None,
+                       device: str | torch.device = "cpu") -> dict:
     """A named metric of a generator against a reference set."""
-    return evaluate_many([metric], generate, ref, fid_weights, features, bf16, feats)[0]
+    return evaluate_many([metric], generate, ref, fid_weights, features, bf16, feats, device)[0]

@@ -55,12 +55,12 @@ class Explorer:
     """The model side: a run, its latent directions, and the operations the page calls."""
 
     def __init__(self, run_dir: str | Path, n_pca: int = 6, attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES,
-                 fit_n: int = 1000, seed: int = 0, project_steps: int = 150):
+                 fit_n: int = 1000, seed: int = 0, project_steps: int = 150, device: str = "cpu"):
         # requests run in a thread pool; the model lock keeps one torch call on the model at a time
         # (sampling flips train/eval modes), and a projection takes it for one step at a time
         self.lock = threading.Lock()
         self.project_steps = project_steps
-        self.studio = Studio(run_dir, seed=seed)
+        self.studio = Studio(run_dir, seed=seed, device=device)
         self.family = self.studio.family
         self.z_dim = self.family.cfg.model.z_dim
         self.directions: list[dict] = []  # {"name", "kind", "vector" (unit), "sd"}
@@ -113,7 +113,7 @@ class Explorer:
     # --- operations --------------------------------------------------------------------------------
     def code(self, value) -> torch.Tensor:
         try:
-            z = torch.tensor(value, dtype=torch.float32)
+            z = torch.tensor(value, dtype=torch.float32, device=self.family.device)
         except (TypeError, ValueError):
             raise BadInput("the code must be a list of numbers") from None
         if z.shape != (self.z_dim,):
@@ -124,7 +124,7 @@ class Explorer:
 
     def sample(self, seed, n) -> dict:
         seed, n = _int(seed, "seed", 0, 2**31 - 1), _int(n, "n", 1, 64)
-        z = self.family.sample_z(n, torch.Generator().manual_seed(seed))
+        z = self.family.sample_z(n, torch.Generator(self.family.device).manual_seed(seed))
         with self.lock:
             images = to_uint8(self.studio.images(z))
         return {"images": [png_data_url(im[None]) for im in images], "codes": z.tolist()}
@@ -166,7 +166,7 @@ class Explorer:
         except Exception as e:  # not an image, truncated, too big or too small
             why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the upload", str(e))[:120]
             raise BadInput(f"not a usable image ({type(e).__name__}: {why})") from None
-        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        x = torch.from_numpy(np.array(arr)).to(self.family.device).permute(2, 0, 1)[None].float().div(127.5).sub(1)
         with self.lock:
             init = self.family.codes(x) if self.family.has_encoder else None
         result = project(self.family, x, steps=steps or self.project_steps, restarts=2, init=init,

@@ -316,7 +316,7 @@ class Trainer:
             self.family.use_ema, before = use_ema, self.family.use_ema
             try:
                 return evaluate_generator(t.metric, lambda n: self.family.generate(self.family.sample_z(n, gen)),
-                                          t.metric_ref, feats=self._features)["value"]
+                                          t.metric_ref, feats=self._features, device=self.device)["value"]
             finally:
                 self.family.use_ema = before
 
