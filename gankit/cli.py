@@ -222,6 +222,17 @@ def device_option(s) -> None:
     s.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N")
 
 
+def run_command(sub, name: str, help: str, func, run_help: str = "run folder", device: bool = True):
+    """A subcommand on one run folder, with --seed (and --device)."""
+    s = sub.add_parser(name, help=help)
+    s.add_argument("run", help=run_help)
+    s.add_argument("--seed", type=int, default=0)
+    if device:
+        device_option(s)
+    s.set_defaults(func=func)
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gankit", description="Train, evaluate and explore image generators.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -288,13 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     metric_options(s)
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("export", help="a self-contained folder with the generator, a model card and samples")
-    s.add_argument("run", help="run folder")
+    s = run_command(sub, "export", "a self-contained folder with the generator, a model card and samples", cmd_export,
+                    device=False)
     s.add_argument("out", help="output folder (config.json, model.safetensors, samples.png, README.md)")
     s.add_argument("-n", type=int, default=64, help="samples in the card's grid")
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
-    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("train-features", help="train gankit's feature network on a labelled prepared dataset")
     s.add_argument("data", help="prepared dataset with attributes or class labels")
@@ -309,24 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bf16", action="store_true", help="measure the bf16 difference instead")
     s.set_defaults(func=cmd_fid_check)
 
-    s = sub.add_parser("reconstruct", help="originals beside reconstructions (VAE, VAE-GAN, BEGAN's autoencoder)")
-    s.add_argument("run", help="run folder")
+    s = run_command(sub, "reconstruct", "originals beside reconstructions (VAE, VAE-GAN, BEGAN's autoencoder)",
+                    cmd_reconstruct)
     s.add_argument("--images", help="folder of images (centre-cropped and resized to the model's size)")
     s.add_argument("--from-data", type=int, metavar="N", help="N random images of the run's dataset (at most 64)")
     s.add_argument("--out", default="reconstructions.png")
-    s.add_argument("--seed", type=int, default=0)
-    device_option(s)
-    s.set_defaults(func=cmd_reconstruct)
 
-    s = sub.add_parser("latent-view", help="2-D view (PCA or t-SNE) of a VAE's codes, coloured by an attribute")
-    s.add_argument("run", help="run folder of a VAE or VAE-GAN")
+    s = run_command(sub, "latent-view", "2-D view (PCA or t-SNE) of a VAE's codes, coloured by an attribute",
+                    cmd_latent_view, run_help="run folder of a VAE or VAE-GAN")
     s.add_argument("--attribute", help="colour by this attribute of the dataset (e.g. Smiling)")
     s.add_argument("-n", type=int, default=2000, help="images to encode")
     s.add_argument("--method", choices=["pca", "tsne"], default="pca")
     s.add_argument("--out", default="latent-view.png")
-    s.add_argument("--seed", type=int, default=0)
-    device_option(s)
-    s.set_defaults(func=cmd_latent_view)
 
     s = sub.add_parser("explore", help="latent tools on a run: interpolate, project, pca, attribute")
     s.add_argument("run", help="run folder")

@@ -230,53 +230,53 @@ _WGAN_GP = dict(optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.0, beta2=0
                 gan=dict(n_critic=5, gp_lambda=10.0))
 _WGAN_CLIP = dict(optim=dict(name="rmsprop", lr_g=5e-5, lr_d=5e-5), gan=dict(n_critic=5, clip=0.01))
 
+_BEGAN = dict(optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
+              gan=dict(gamma=0.5, lambda_k=0.001))
+_VAE = dict(optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999))
+
+
+def _preset(description: str, family: str, arch: str, res: int, z_dim: int, width: int, d_norm: str, batch: int,
+            algorithm: dict, g_norm: str = "batch", **sections: dict) -> tuple[str, dict]:
+    """One row of the table: the networks, the batch, the algorithm's optimiser and losses."""
+    fields = {k: dict(v) for k, v in algorithm.items()}
+    fields["model"] = dict(family=family, arch=arch, res=res, z_dim=z_dim, width=width, d_norm=d_norm, g_norm=g_norm)
+    fields["train"] = dict(batch=batch)
+    for name, values in sections.items():
+        fields[name] = dict(fields.get(name, {}), **values)
+    return description, fields
+
+
 _PRESETS: dict[str, tuple[str, dict]] = {
-    "dcgan-64": ("DCGAN, conv3 table (MISSION 1.1), 64 px, BatchNorm, batch 128, Adam 2e-4 (0.5, 0.999), Z=100",
-                 dict(model=dict(family="dcgan", arch="conv3", res=64, z_dim=100, width=128, d_norm="batch"),
-                      train=dict(batch=128), **_DCGAN)),
-    "dcgan-k4-64": ("DCGAN, k4 design (DCGAN paper / pytorch examples), 64 px, BatchNorm D, batch 128",
-                    dict(model=dict(family="dcgan", arch="k4", res=64, z_dim=100, width=64, d_norm="batch"),
-                         train=dict(batch=128), **_DCGAN)),
-    "dcgan-32": ("DCGAN, conv3 table at 32 px (CIFAR-10), batch 128",
-                 dict(model=dict(family="dcgan", arch="conv3", res=32, z_dim=100, width=128, d_norm="batch"),
-                      train=dict(batch=128), **_DCGAN)),
-    "dcgan-k4-32": ("DCGAN, k4 design at 32 px (CIFAR-10), batch 128",
-                    dict(model=dict(family="dcgan", arch="k4", res=32, z_dim=100, width=64, d_norm="batch"),
-                         train=dict(batch=128), **_DCGAN)),
-    "wgan-64": ("WGAN, weight clipping c=0.01, RMSProp 5e-5, 5 critic steps, conv3 with LayerNorm, batch 64, Z=128",
-                dict(model=dict(family="wgan", arch="conv3", res=64, z_dim=128, width=128, d_norm="layer"),
-                     train=dict(batch=64), **_WGAN_CLIP)),
-    "wgan-gp-64": ("WGAN-GP, lambda=10, 5 critic steps, conv3 with LayerNorm critic, batch 128, Adam 1e-4 (0, 0.9), Z=128",
-                   dict(model=dict(family="wgan", arch="conv3", res=64, z_dim=128, width=128, d_norm="layer"),
-                        train=dict(batch=128), **_WGAN_GP)),
-    "wgan-32": ("WGAN, weight clipping, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64",
-                dict(model=dict(family="wgan", arch="k4", res=32, z_dim=128, width=64, d_norm="instance"),
-                     train=dict(batch=64), **_WGAN_CLIP)),
-    "wgan-gp-32": ("WGAN-GP, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64, Adam 1e-4 (0.5, 0.999)",
-                   dict(model=dict(family="wgan", arch="k4", res=32, z_dim=128, width=64, d_norm="instance"),
-                        train=dict(batch=64),
-                        optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999),
-                        gan=dict(n_critic=5, gp_lambda=10.0))),
-    "began-64": ("BEGAN (MISSION 1.3), 64 px, n=128, Z=64, no BatchNorm, gamma 0.5, lambda_k 0.001, batch 48, "
-                 "Adam 1e-4 (0.5, 0.999) halved when M_global stalls",
-                 dict(model=dict(family="began", res=64, z_dim=64, width=128, d_norm="none", g_norm="none"),
-                      optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
-                      gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48, log_every=1))),
-    "began-128": ("BEGAN at 128 px (one more stage), n=128, Z=64, no BatchNorm, batch 48, Adam 1e-4 (0.5, 0.999) "
-                  "halved when M_global stalls",
-                  dict(model=dict(family="began", res=128, z_dim=64, width=128, d_norm="none", g_norm="none"),
-                       optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
-                       gan=dict(gamma=0.5, lambda_k=0.001), train=dict(batch=48, log_every=1))),
-    "vae-64": ("VAE, k4 encoder/decoder (DCGAN tables), 64 px, Z=128, KL weight 1, batch 64, Adam 2e-4 (0.5, 0.999)",
-               dict(model=dict(family="vae", arch="k4", res=64, z_dim=128, width=64),
-                    optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
-                    gan=dict(kl_weight=1.0), train=dict(batch=64))),
-    "vaegan-64": ("VAE-GAN (Larsen et al.), k4 networks, 64 px, Z=128, similarity at D's 3rd stage, batch 64, "
-                  "Adam 2e-4 (0.5, 0.999)",
-                  dict(model=dict(family="vaegan", arch="k4", res=64, z_dim=128, width=64, d_norm="batch"),
-                       optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
-                       gan=dict(kl_weight=1.0, feature_layer=3), train=dict(batch=64))),
+    "dcgan-64": _preset("DCGAN, conv3 table (MISSION 1.1), 64 px, BatchNorm, batch 128, Adam 2e-4 (0.5, 0.999), Z=100",
+                        "dcgan", "conv3", 64, 100, 128, "batch", 128, _DCGAN),
+    "dcgan-k4-64": _preset("DCGAN, k4 design (DCGAN paper / pytorch examples), 64 px, BatchNorm D, batch 128",
+                           "dcgan", "k4", 64, 100, 64, "batch", 128, _DCGAN),
+    "dcgan-32": _preset("DCGAN, conv3 table at 32 px (CIFAR-10), batch 128", "dcgan", "conv3", 32, 100, 128, "batch",
+                        128, _DCGAN),
+    "dcgan-k4-32": _preset("DCGAN, k4 design at 32 px (CIFAR-10), batch 128", "dcgan", "k4", 32, 100, 64, "batch", 128,
+                           _DCGAN),
+    "wgan-64": _preset("WGAN, weight clipping c=0.01, RMSProp 5e-5, 5 critic steps, conv3 with LayerNorm, batch 64, "
+                       "Z=128", "wgan", "conv3", 64, 128, 128, "layer", 64, _WGAN_CLIP),
+    "wgan-gp-64": _preset("WGAN-GP, lambda=10, 5 critic steps, conv3 with LayerNorm critic, batch 128, Adam 1e-4 "
+                          "(0, 0.9), Z=128", "wgan", "conv3", 64, 128, 128, "layer", 128, _WGAN_GP),
+    "wgan-32": _preset("WGAN, weight clipping, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64",
+                       "wgan", "k4", 32, 128, 64, "instance", 64, _WGAN_CLIP),
+    "wgan-gp-32": _preset("WGAN-GP, k4 design with InstanceNorm critic (WGAN report), 32 px, batch 64, Adam 1e-4 "
+                          "(0.5, 0.999)", "wgan", "k4", 32, 128, 64, "instance", 64, _WGAN_GP,
+                          optim=dict(beta1=0.5, beta2=0.999)),
+    "began-64": _preset("BEGAN (MISSION 1.3), 64 px, n=128, Z=64, no BatchNorm, gamma 0.5, lambda_k 0.001, batch 48, "
+                        "Adam 1e-4 (0.5, 0.999) halved when M_global stalls", "began", "conv3", 64, 64, 128, "none", 48,
+                        _BEGAN, g_norm="none", train=dict(batch=48, log_every=1)),
+    "began-128": _preset("BEGAN at 128 px (one more stage), n=128, Z=64, no BatchNorm, batch 48, Adam 1e-4 "
+                         "(0.5, 0.999) halved when M_global stalls", "began", "conv3", 128, 64, 128, "none", 48,
+                         _BEGAN, g_norm="none", train=dict(batch=48, log_every=1)),
+    "vae-64": _preset("VAE, k4 encoder/decoder (DCGAN tables), 64 px, Z=128, KL weight 1, batch 64, Adam 2e-4 "
+                      "(0.5, 0.999)", "vae", "k4", 64, 128, 64, "batch", 64, _VAE, gan=dict(kl_weight=1.0)),
+    "vaegan-64": _preset("VAE-GAN (Larsen et al.), k4 networks, 64 px, Z=128, similarity at D's 3rd stage, batch 64, "
+                         "Adam 2e-4 (0.5, 0.999)", "vaegan", "k4", 64, 128, 64, "batch", 64, _VAE,
+                         gan=dict(kl_weight=1.0, feature_layer=3)),
 }
+
 
 # Flowers: the same models with every augmentation on (MISSION 2: flips, 90-degree turns, HSV).
 for _name in ("dcgan-64", "wgan-gp-64"):
