@@ -33,7 +33,8 @@ from .data.dataset import to_float
 from .data.prepare import list_images, load_image
 from .data.toyfaces import draw_face
 from .families import build_family
-from .training.speed import cpu_name, peak_flops, step_flops
+from .env import cpu_name
+from .training.speed import peak_flops, step_flops
 from .env import resolve_precision
 
 

@@ -15,6 +15,7 @@ PyTorch below them, so one machine can run another machine's numeric path:
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -86,8 +87,36 @@ def other_numeric_path() -> dict[str, str]:
     return {"GANKIT_PRECISION": "bf16"}
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANKIT_CACHE", Path.home() / ".cache" / "gankit"))
+
+
+def cpu_name() -> str:
+    """The CPU's model name with its family/model numbers and its widest matrix ISA, e.g.
+    "AMD EPYC (family 25 model 1, avx2)": virtual machines often report a bare "AMD EPYC", and the
+    ISA (avx2 | avx512 | avx512_bf16 | amx) decides what bf16 costs."""
+    try:
+        info = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if ":" in line:
+                key, value = (x.strip() for x in line.split(":", 1))
+                if key in info:
+                    break  # the first processor's block is enough
+                info[key] = value
+        flags = set(info.get("flags", "").split())
+        isa = next((name for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"),
+                                            ("avx512f", "avx512"), ("avx2", "avx2")) if flag in flags), "")
+        detail = ", ".join(x for x in (f"family {info['cpu family']} model {info['model']}"
+                                       if "cpu family" in info and "model" in info else "", isa) if x)
+        if "model name" in info:
+            return info["model name"] + (f" ({detail})" if detail else "")
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 __all__ = ["PRECISIONS", "precision_setting", "cpu_supports_bf16", "native_bf16", "resolve_precision",
-           "precision_name", "other_numeric_path"]
+           "precision_name", "other_numeric_path", "cache_dir", "cpu_name"]
 
 if __name__ == "__main__":  # python -m gankit.env [--other-path]: KEY=VALUE words for `env`
     import sys
@@ -98,3 +127,4 @@ if __name__ == "__main__":  # python -m gankit.env [--other-path]: KEY=VALUE wor
               f"{torch.backends.cpu.get_cpu_capability()}, native bf16 {cpu_supports_bf16()}, GANKIT_PRECISION="
               f"{precision_setting()}: training in {precision_name(resolve_precision('cpu'))}, tools in "
               f"{precision_name(resolve_precision('cpu', auto='fp32'))}")
+

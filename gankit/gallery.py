@@ -115,7 +115,7 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
                           f"to continue")
     import torch
 
-    from .training.speed import cpu_name
+    from .env import cpu_name
     # CPU minutes: the process's CPU time over its threads; with one thread it is the wall time the run
     # would take alone on a core, even while other work shares that core
     record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round(used["wall"] / 60, 1),

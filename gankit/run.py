@@ -36,7 +36,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def open_dataset(data: str, res: int) -> PreparedDataset:
     """A prepared dataset folder, or `toyfaces`: the embedded default, prepared once into the cache."""
     if data == BUILTIN:
-        from .training.speed import cache_dir
+        from .env import cache_dir
         path = cache_dir() / f"toyfaces-{res}"
         if not (path / "meta.json").exists():
             print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)", flush=True)

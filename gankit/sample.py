@@ -60,9 +60,8 @@ def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = No
                 method: str = "pca", seed: int = 0, device: str = "cpu") -> Path:
     """Scatter of the codes of n real images in 2-D (PCA, or t-SNE with scikit-learn), coloured by an
     attribute (+1 / -1) of the run's dataset when it has one."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .images import pyplot, save_figure
+    plt = pyplot()
     import numpy as np
 
     from .data import to_float
@@ -101,6 +100,5 @@ def latent_view(run_dir: str | Path, out: str | Path, attribute: str | None = No
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
     return out

@@ -14,7 +14,7 @@ import torch
 from gankit.config import apply_overrides, load_preset
 from gankit.data import prepare
 from gankit.env import cpu_supports_bf16, precision_name, precision_setting, resolve_precision
-from gankit.training.speed import cpu_name
+from gankit.env import cpu_name
 
 SHARED = Path(os.environ.get("GANKIT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 THREADS = int(os.environ.get("GANKIT_TEST_THREADS", "2"))

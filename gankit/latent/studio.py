@@ -19,7 +19,7 @@ import torch
 
 from ..data import to_float
 from ..errors import GankitError
-from ..images import to_uint8
+from ..images import pyplot, save_figure, to_uint8
 from ..run import load_run, real_images, run_dataset
 from ..training.checkpoint import write_text_atomic
 from . import directions as dirs
@@ -215,9 +215,7 @@ class Studio:
             "files": [str(png), str(spectrum), str(self.out_dir / f"pca-{source}.pt")]})
 
     def _spectrum_plot(self, fit: dirs.PCA, prior_fit: dirs.PCA, source: str) -> Path:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         ks = np.arange(1, len(fit.share) + 1)
         ax.plot(ks, 100 * fit.share.numpy(), "o-", label=f"{source} codes")
@@ -228,8 +226,7 @@ class Studio:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         out = self.out_dir / f"pca-{source}-spectrum.png"
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out)
         return out
 
     def direction(self, name: str, method: str = "classifier", fit: str = "means", n: int | None = None,
@@ -317,9 +314,7 @@ class Studio:
                          {"method": method, "fit": fit, "check_codes": check, "results": results, "files": files})
 
     def _share_plot(self, results: dict, tag: str) -> Path:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for key, r in results.items():
             for a, s in r["share"].items():
@@ -334,6 +329,5 @@ class Studio:
         ax.set_title("share labelled by the attribute network")
         fig.tight_layout()
         out = self.out_dir / f"attribute-{tag}-share.png"
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
+        save_figure(fig, out)
         return out

@@ -184,7 +184,7 @@ class FIDInceptionV3(nn.Module):
 
 def find_fid_weights(path: str | Path | None = None) -> Path:
     """The FID weights file: `path`, else $GANKIT_FID_WEIGHTS, else <cache>/pt_inception-2015-12-05-6726825d.pth."""
-    from ..training.speed import cache_dir
+    from ..env import cache_dir
     candidates = [Path(path)] if path else []
     if not path and os.environ.get("GANKIT_FID_WEIGHTS"):
         candidates.append(Path(os.environ["GANKIT_FID_WEIGHTS"]))

@@ -62,34 +62,25 @@ def shutdown(clean: bool = False) -> None:
             dist.destroy_process_group()
 
 
-def average_gradients(params: list[torch.Tensor], world: World) -> None:
-    """Average the gradients of `params` over all ranks (one flat all-reduce)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+def mean_in_place(tensors: list[torch.Tensor], world: World) -> None:
+    """Each tensor replaced by its mean over ranks, all in one flat all-reduce (fp32 on the wire)."""
+    if not tensors:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
     dist.all_reduce(flat)
     flat /= world.size
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
+    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.detach().copy_(part.view_as(t))
+
+
+def average_gradients(params: list[torch.Tensor], world: World) -> None:
+    """Average the gradients of `params` over all ranks."""
+    mean_in_place([p.grad for p in params if p.grad is not None], world)
 
 
 def average_tensors(tensors: list[torch.Tensor], world: World) -> None:
     """In-place mean over ranks of floating-point tensors (BatchNorm statistics, k_t)."""
-    floats = [t for t in tensors if t.is_floating_point()]
-    if not floats:
-        return
-    flat = torch.cat([t.detach().reshape(-1).float() for t in floats])
-    dist.all_reduce(flat)
-    flat /= world.size
-    offset = 0
-    for t in floats:
-        n = t.numel()
-        t.detach().copy_(flat[offset:offset + n].view_as(t))
-        offset += n
+    mean_in_place([t for t in tensors if t.is_floating_point()], world)
 
 
 def buffers(nets: dict[str, nn.Module]) -> list[torch.Tensor]:
@@ -107,8 +98,7 @@ def mean_over_ranks(values: dict[str, torch.Tensor], world: World) -> dict[str, 
     """The per-rank metric sums averaged over ranks, in one all-reduce."""
     keys = sorted(values)
     flat = torch.stack([values[k].detach().float().reshape(()) for k in keys])
-    dist.all_reduce(flat)
-    flat /= world.size
+    mean_in_place([flat], world)
     return dict(zip(keys, flat))
 
 

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+from ..images import pyplot, save_figure
+
 import numpy as np
 
 
@@ -74,9 +76,7 @@ def _smooth(y: np.ndarray, frac: float = 0.02) -> np.ndarray:
 
 def plot_metrics(records: list[dict], groups: dict[str, list[str]], out_dir: str | Path, title: str = "") -> list[Path]:
     """One PNG per group of metrics against the step (raw faint, smoothed bold). Returns the files written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,10 +105,7 @@ def plot_metrics(records: list[dict], groups: dict[str, list[str]], out_dir: str
         ax.legend()
         fig.tight_layout()
         path = out_dir / f"{stem}.png"
-        tmp = out_dir / f".{stem}.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
+        save_figure(fig, path)
         written.append(path)
     return written
 
@@ -118,9 +115,7 @@ def plot_convergence(records: list[dict], name: str, samples_dir: str | Path, ou
     """The convergence measure over training with sample thumbnails of several stages inset above
     the curve (the figure of the BEGAN paper). Thumbnails are the top-left thumb_images^2 samples of
     the saved grids closest to evenly spaced steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
     from PIL import Image
 
@@ -158,10 +153,7 @@ def plot_convergence(records: list[dict], name: str, samples_dir: str | Path, ou
     ax.set_title(f"{title} {name}".strip())
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
+    save_figure(fig, out)
     return out
 
 

@@ -4,44 +4,16 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..env import cache_dir, cpu_name
+
 # dense bf16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
              "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GANKIT_CACHE", Path.home() / ".cache" / "gankit"))
-
-
-def cpu_name() -> str:
-    """The CPU's model name with its family/model numbers and its widest matrix ISA, e.g.
-    "AMD EPYC (family 25 model 1, avx2)": virtual machines often report a bare "AMD EPYC", and the
-    ISA (avx2 | avx512 | avx512_bf16 | amx) decides what bf16 costs."""
-    try:
-        info = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if ":" in line:
-                key, value = (x.strip() for x in line.split(":", 1))
-                if key in info:
-                    break  # the first processor's block is enough
-                info[key] = value
-        flags = set(info.get("flags", "").split())
-        isa = next((name for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"),
-                                            ("avx512f", "avx512"), ("avx2", "avx2")) if flag in flags), "")
-        detail = ", ".join(x for x in (f"family {info['cpu family']} model {info['model']}"
-                                       if "cpu family" in info and "model" in info else "", isa) if x)
-        if "model name" in info:
-            return info["model name"] + (f" ({detail})" if detail else "")
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
