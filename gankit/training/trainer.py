@@ -360,121 +360,163 @@ class Trainer:
         self._stop_signal = signum
 
     def run(self) -> dict:
-        """Train until train.steps; returns the last logged metrics."""
-        t, world = self.cfg.train, self.world
-        if world.main:
-            check_writable(self.run_dir, self.disk_needed())
-        tb = TensorBoard(self.run_dir / "tensorboard", purge_step=self.step or None) if world.main else None
-        flops = step_flops(self.family, t.batch, self.cfg.model.res)
-        peak, peak_how = peak_flops(self.device, self.precision or torch.float32)
+        """Train until train.steps (or a stop); returns the last logged metrics."""
+        t = self.cfg.train
+        window = _Window(self)  # what the loop carries between steps: sums, timers, the progress bar
         old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
                         if threading.current_thread() is threading.main_thread() else {})
-        augmenting = self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv
-        bar = tqdm(total=t.steps, initial=self.step, desc=f"{self.cfg.preset}", unit="step",
-                   disable=not self.progress, dynamic_ncols=True, mininterval=1.0)
-        if self.step == 0 and world.main:
-            self.sample_grid(tb)
-        sums: dict[str, torch.Tensor] = {}
-        n_sum, t_last, last = 0, time.perf_counter(), {}
-        shared_state = ddp.buffers(self.family.nets) + [v for v in self.family.extra_state().values()
-                                                         if torch.is_tensor(v)]
-
-        deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
-
-        def stopping() -> bool:  # under torchrun, a signal to any process stops all at the same step
-            stop = self._stop_signal is not None or time.monotonic() > deadline
-            if not world.active:
-                return stop
-            if self.device.type == "cuda" and self.step % t.log_every:
-                return False  # agreeing is a host sync: on GPUs only at log steps
-            return ddp.any_rank(stop, world, self.device)
-
         try:
-            while self.step < t.steps and not stopping():
-                if self.cfg.optim.lr_decay < 1 and self.step % self.cfg.optim.lr_decay_every == 0:
-                    self.apply_lr()
-                real = to_float(self.real_batch(self.step), self.device, t.channels_last)
-                if augmenting:
-                    real = augment(real, self.cfg.augment, self.gen)
-                out = self.family.step(real, self.gen)
-                out.update(self.family.augment_metrics(), **self.grad_norms)
-                if world.active:  # BatchNorm statistics and k_t: the mean over ranks
-                    ddp.average_tensors(shared_state, world)
-                # every step on CPU (a cheap check); at log steps on GPUs (a check is a host sync)
-                if self.device.type == "cpu" or (self.step + 1) % t.log_every == 0:
-                    bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
-                    if world.active:
-                        bad = ["loss"] if ddp.any_rank(bool(bad), world, self.device) else []
-                    if bad:
-                        self.rollback(", ".join(bad), at_step=self.step + 1)
-                        sums, n_sum, t_last = {}, 0, time.perf_counter()
-                        continue
-                self.family.update_ema(self.step)
-                if self.family.ada.adaptive and (self.step + 1) % self.cfg.augment.ada_every == 0:
-                    if world.active:  # every rank's signs count, and all keep the same p
-                        ddp.average_tensors([self.family.ada.sign_sum, self.family.ada.count], world)
-                    self.family.ada.adjust()
-                for k, v in out.items():
-                    sums[k] = sums[k] + v if k in sums else v.clone()
-                n_sum += 1
-                self.step += 1
-                bar.update(1)
-                self.watch_plateau(out)
-
-                if self.step % t.log_every == 0 or self.step == t.steps:
-                    now = time.perf_counter()
-                    if world.active:
-                        sums = ddp.mean_over_ranks(sums, world)
-                    values = {k: (v / n_sum).item() for k, v in sums.items()}
-                    bad = [k for k, v in values.items() if not math.isfinite(v)]
-                    if bad:  # caught here on GPUs between checks (sums over the interval)
-                        self.rollback(", ".join(bad))
-                        sums, n_sum, t_last = {}, 0, time.perf_counter()
-                        continue
-                    ips = n_sum * self.per_step * world.size / (now - t_last)
-                    values["images_per_s"] = ips
-                    values["mfu"] = flops * n_sum / (now - t_last) / peak  # per process
-                    last = {"step": self.step, "images": self.images_seen(), **values}
-                    if world.main:
-                        self.metrics.append(last)
-                        tb.scalars(self.step, values)
-                    bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in values.items()
-                                                 if k not in ("images_per_s", "mfu"))
-                                        + f" img/s={ips:.0f} mfu={100 * values['mfu']:.1f}%")
-                    sums, n_sum = {}, 0
-                    t_last = time.perf_counter()
-                busy = False
-                if self.step % t.sample_every == 0 and world.main:
-                    self.sample_grid(tb); busy = True
-                if t.metric and self.step % t.metric_every == 0 and world.main:
-                    self.evaluate(tb); busy = True
-                if self.step % t.ckpt_every == 0:
-                    if not self.weights_finite():  # never checkpoint a diverged state
-                        self.rollback("weights")
-                        sums, n_sum, t_last = {}, 0, time.perf_counter()
-                        continue
-                    self.checkpoint(); busy = True
-                if busy:  # sampling and checkpoint time does not count against images/s
-                    t_last = time.perf_counter()
+            if self.step == 0 and self.world.main:
+                self.sample_grid(window.tb)
+            while self.step < t.steps and not self.stopping(window):
+                out = self.train_step()
+                if out is None or not self.log(window, out) or not self.write_outputs(window):
+                    window.restart()  # rolled back to a checkpoint: the interval starts again
         finally:
-            bar.close()
+            window.bar.close()
             for s, h in old_handlers.items():
                 signal.signal(s, h)
+        return self.finish(window)
+
+    def stopping(self, window: "_Window") -> bool:
+        """A signal or train.max_minutes; under torchrun a stop on any process stops all at the same step."""
+        stop = self._stop_signal is not None or time.monotonic() > window.deadline
+        if not self.world.active:
+            return stop
+        if self.device.type == "cuda" and self.step % self.cfg.train.log_every:
+            return False  # agreeing is a host sync: on GPUs only at log steps
+        return ddp.any_rank(stop, self.world, self.device)
+
+    def train_step(self) -> dict | None:
+        """One batch through the family, then the state that follows the weights (EMA, ADA's p, the
+        plateau watch); the step's detached metrics, or None after a non-finite value and a roll-back."""
+        t, world = self.cfg.train, self.world
+        if self.cfg.optim.lr_decay < 1 and self.step % self.cfg.optim.lr_decay_every == 0:
+            self.apply_lr()
+        real = to_float(self.real_batch(self.step), self.device, t.channels_last)
+        if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
+            real = augment(real, self.cfg.augment, self.gen)
+        out = self.family.step(real, self.gen)
+        out.update(self.family.augment_metrics(), **self.grad_norms)
+        if world.active:  # BatchNorm statistics and k_t: the mean over ranks
+            ddp.average_tensors(self.shared_state, world)
+        # every step on CPU (a cheap check); at log steps on GPUs (a check is a host sync)
+        if self.device.type == "cpu" or (self.step + 1) % t.log_every == 0:
+            bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
+            if world.active:
+                bad = ["loss"] if ddp.any_rank(bool(bad), world, self.device) else []
+            if bad:
+                self.rollback(", ".join(bad), at_step=self.step + 1)
+                return None
+        self.family.update_ema(self.step)
+        if self.family.ada.adaptive and (self.step + 1) % self.cfg.augment.ada_every == 0:
+            if world.active:  # every rank's signs count, and all keep the same p
+                ddp.average_tensors([self.family.ada.sign_sum, self.family.ada.count], world)
+            self.family.ada.adjust()
+        self.step += 1
+        self.watch_plateau(out)
+        return out
+
+    def log(self, window: "_Window", out: dict) -> bool:
+        """Add the step to the interval; at log steps write its means, images/s and MFU. False after a
+        roll-back (a non-finite mean, caught here on GPUs between checks)."""
+        t, world = self.cfg.train, self.world
+        window.add(out)
+        if self.step % t.log_every and self.step != t.steps:
+            return True
+        now = time.perf_counter()
+        sums = ddp.mean_over_ranks(window.sums, world) if world.active else window.sums
+        values = {k: (v / window.n).item() for k, v in sums.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            self.rollback(", ".join(bad))
+            return False
+        seconds = now - window.t_start
+        values["images_per_s"] = ips = window.n * self.per_step * world.size / seconds
+        values["mfu"] = window.flops * window.n / seconds / window.peak  # per process
+        window.last = {"step": self.step, "images": self.images_seen(), **values}
+        if world.main:
+            self.metrics.append(window.last)
+            window.tb.scalars(self.step, values)
+        window.bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in values.items()
+                                            if k not in ("images_per_s", "mfu"))
+                                   + f" img/s={ips:.0f} mfu={100 * values['mfu']:.1f}%")
+        window.restart()
+        return True
+
+    def write_outputs(self, window: "_Window") -> bool:
+        """Sample grids, the in-training metric and checkpoints when due (their time does not count
+        against images/s). False after a roll-back (non-finite weights are never checkpointed)."""
+        t, busy = self.cfg.train, False
+        if self.step % t.sample_every == 0 and self.world.main:
+            self.sample_grid(window.tb)
+            busy = True
+        if t.metric and self.step % t.metric_every == 0 and self.world.main:
+            self.evaluate(window.tb)
+            busy = True
+        if self.step % t.ckpt_every == 0:
+            if not self.weights_finite():
+                self.rollback("weights")
+                return False
+            self.checkpoint()
+            busy = True
+        if busy:
+            window.t_start = time.perf_counter()
+        return True
+
+    def finish(self, window: "_Window") -> dict:
+        """The last grid and checkpoint, the reason for an early stop, and (torchrun) the ranks' agreement."""
+        t, world, last = self.cfg.train, self.world, window.last
         if self.step % t.sample_every and world.main:
-            self.sample_grid(tb)
+            self.sample_grid(window.tb)
         if self.step % t.ckpt_every or not list_checkpoints(self.run_dir / "checkpoints"):
             self.checkpoint()
-        if tb:
-            tb.close()
+        if window.tb:
+            window.tb.close()
         if self.step < t.steps and self._stop_signal is None and world.main:
             print(f"gankit: train.max_minutes={t.max_minutes:g} reached at step {self.step}", flush=True)
         if self._stop_signal is not None and world.main:
             print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"continue with: gankit train --resume {self.run_dir}", flush=True)
-        last.update(flops_per_step=flops, peak_flops=peak, peak_source=peak_how)
+        last.update(flops_per_step=window.flops, peak_flops=window.peak, peak_source=window.peak_how)
         if world.active:
             last["processes"] = world.size
             last["ranks_identical"] = ddp.digests_agree(self.family.nets, world)
             if world.main and not last["ranks_identical"]:
                 print("gankit: warning: the processes' weights differ (please report this)", file=sys.stderr)
         return last
+
+    @property
+    def shared_state(self) -> list[torch.Tensor]:
+        """Tensors every rank must hold alike besides weights: BatchNorm statistics, k_t."""
+        return ddp.buffers(self.family.nets) + [v for v in self.family.extra_state().values() if torch.is_tensor(v)]
+
+
+class _Window:
+    """What one `Trainer.run` carries between steps: the log interval's sums and timer, the deadline,
+    TensorBoard, the progress bar, FLOPs and the peak for MFU, and the last logged record."""
+
+    def __init__(self, trainer: Trainer):
+        t = trainer.cfg.train
+        if trainer.world.main:
+            check_writable(trainer.run_dir, trainer.disk_needed())
+        self.tb = TensorBoard(trainer.run_dir / "tensorboard", purge_step=trainer.step or None) \
+            if trainer.world.main else None
+        self.flops = step_flops(trainer.family, t.batch, trainer.cfg.model.res)
+        self.peak, self.peak_how = peak_flops(trainer.device, trainer.precision or torch.float32)
+        self.bar = tqdm(total=t.steps, initial=trainer.step, desc=f"{trainer.cfg.preset}", unit="step",
+                        disable=not trainer.progress, dynamic_ncols=True, mininterval=1.0)
+        self.deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
+        self.last: dict = {}
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+        self.t_start = time.perf_counter()
+
+    def add(self, out: dict) -> None:
+        for k, v in out.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.n += 1
+        self.bar.update(1)
