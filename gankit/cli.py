@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -412,12 +413,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Console(logging.Handler):
+    """The library's messages (the `gankit` logger) as the commands print them: information on stdout,
+    warnings on stderr, each line prefixed; the streams are looked up when a line is written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warning = record.levelno >= logging.WARNING
+        stream = sys.stderr if warning else sys.stdout
+        stream.write(f"gankit: {'warning: ' if warning else ''}{record.getMessage()}\n")
+        stream.flush()
+
+
+def console_messages() -> None:
+    """Show the library's information and warnings (once per process); API callers who never call
+    the CLI see only warnings (Python's default), and silence those with
+    logging.getLogger("gankit").setLevel(logging.ERROR)."""
+    logger = logging.getLogger("gankit")
+    if not any(isinstance(h, _Console) for h in logger.handlers):
+        logger.addHandler(_Console())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # each line reaches a pipe or log file when printed: a reader still has it after a SIGKILL
         sys.stdout.reconfigure(line_buffering=True)
     except (AttributeError, ValueError):  # no stdout, or a stand-in stream without reconfigure
         pass
     args = build_parser().parse_args(argv)
+    console_messages()
     try:
         args.func(args)
     except GankitError as e:

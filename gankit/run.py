@@ -3,6 +3,7 @@ device a run uses."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,8 @@ from .data import BUILTIN, PreparedDataset, prepare
 from .env import resolve_precision
 from .errors import GankitError
 from .families import Family, build_family
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -39,7 +42,7 @@ def open_dataset(data: str, res: int) -> PreparedDataset:
         from .env import cache_dir
         path = cache_dir() / f"toyfaces-{res}"
         if not (path / "meta.json").exists():
-            print(f"gankit: drawing the built-in toyfaces dataset into {path} (once)", flush=True)
+            log.info("drawing the built-in toyfaces dataset into %s (once)", path)
             prepare("toyfaces", [], res, path, overwrite=True, progress=sys.stderr.isatty())
         return PreparedDataset(path)
     return PreparedDataset(data)
@@ -123,7 +126,7 @@ def real_images(run_dir: str | Path, res: int, images: str | Path | None = None,
             except (OSError, ValueError, SyntaxError):
                 bad.append(Path(f).name)
         if bad:
-            print(f"gankit: skipped {len(bad)} unreadable image(s) under {images}: {', '.join(bad[:5])}")
+            log.warning("skipped %d unreadable image(s) under %s: %s", len(bad), images, ", ".join(bad[:5]))
         if not arrs:
             raise GankitError(f"--images {images}: no readable images found")
         return np.stack(arrs), names, None

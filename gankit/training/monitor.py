@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from ..images import pyplot, save_figure
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -47,7 +50,7 @@ class TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         except Exception as e:  # pragma: no cover - depends on the install
-            print(f"gankit: TensorBoard logging off ({e})")
+            log.warning("TensorBoard logging off (%s)", e)
             self.writer = None
 
     def scalars(self, step: int, values: dict[str, float]) -> None:

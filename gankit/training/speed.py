@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import time
 
@@ -10,6 +11,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..env import cache_dir, cpu_name
+
+log = logging.getLogger(__name__)
 
 # dense bf16 tensor-core peaks (FLOP/s) of common GPUs, from their data sheets
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
@@ -81,7 +84,7 @@ def step_flops(family, batch: int, res: int) -> float:
         with counter:
             probe.step(x, torch.Generator(family.device).manual_seed(0))
     except Exception as e:  # an op the counter cannot follow: report no MFU rather than fail the run
-        print(f"gankit: FLOP counting failed ({type(e).__name__}: {e}); MFU not reported")
+        log.warning("FLOP counting failed (%s: %s); MFU not reported", type(e).__name__, e)
         return float("nan")
     return counter.get_total_flops() * batch / 2
 

@@ -7,9 +7,9 @@ TensorBoard, the progress bar with images/s and model-FLOPs utilisation, checkpo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +33,8 @@ from .checkpoint import (list_checkpoints, load_latest, remove_stale_temporaries
                          write_text_atomic)
 from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
 from .speed import peak_flops, step_flops
+
+log = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -199,8 +201,8 @@ class Trainer:
         if self.world.main:
             self.metrics.append({"step": self.step, "plateau": self.family.convergence, "window_mean": mean,
                                  "best_window": pl["best"], "lr_scale": pl["scale"]})
-            print(f"gankit: {self.family.convergence} stalled at step {self.step} (window mean {mean:.4g}, best "
-                  f"{pl['best']:.4g}): learning rates x{pl['scale']:g}", flush=True)
+            log.info("%s stalled at step %d (window mean %.4g, best %.4g): learning rates x%g",
+                     self.family.convergence, self.step, mean, pl["best"], pl["scale"])
 
     def nonfinite_nets(self) -> list[str]:
         """Names of the networks with a NaN or Inf weight."""
@@ -235,9 +237,8 @@ class Trainer:
             self.metrics.truncate_after(self.step)
             self.metrics.append({"step": self.step, "rollback": rollbacks, "non_finite": what, "at_step": bad_step,
                                  "lr_scale": self.lr_scale})
-            print(f"gankit: warning: non-finite {what} at step {bad_step}; rolled back to step {self.step} "
-                  f"({record['tensors']}), learning rates x{self.lr_scale:g} ({rollbacks}/{t.nan_retries})",
-                  file=sys.stderr)
+            log.warning("non-finite %s at step %d; rolled back to step %d (%s), learning rates x%g (%d/%d)",
+                        what, bad_step, self.step, record["tensors"], self.lr_scale, rollbacks, t.nan_retries)
 
     def checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0; other ranks only check) and refresh the plots."""
@@ -474,16 +475,16 @@ class Trainer:
         if window.tb:
             window.tb.close()
         if self.step < t.steps and self._stop_signal is None and world.main:
-            print(f"gankit: train.max_minutes={t.max_minutes:g} reached at step {self.step}", flush=True)
+            log.info("train.max_minutes=%g reached at step %d", t.max_minutes, self.step)
         if self._stop_signal is not None and world.main:
-            print(f"gankit: stopped by signal {self._stop_signal} at step {self.step}; "
-                  f"continue with: gankit train --resume {self.run_dir}", flush=True)
+            log.info("stopped by signal %s at step %d; continue with: gankit train --resume %s",
+                     self._stop_signal, self.step, self.run_dir)
         last.update(flops_per_step=window.flops, peak_flops=window.peak, peak_source=window.peak_how)
         if world.active:
             last["processes"] = world.size
             last["ranks_identical"] = ddp.digests_agree(self.family.nets, world)
             if world.main and not last["ranks_identical"]:
-                print("gankit: warning: the processes' weights differ (please report this)", file=sys.stderr)
+                log.warning("the processes' weights differ (please report this)")
         return last
 
     @property
