@@ -38,3 +38,18 @@ def test_two_gloo_processes_keep_identical_weights_and_resume(preset, toy32, tmp
     assert main(["train", "--resume", str(run), "--quiet", "--set", "train.steps=8"]) == 0
     last = torchrun(2, "--resume", str(run), "--set", "train.steps=10", cwd=tmp_path)
     assert last["step"] == 10 and last["ranks_identical"] is True
+
+
+def test_in_training_metric_is_shared_across_ranks(featnet, toy32, tmp_path):
+    """Every rank generates and scores half of the images; rank 0 gathers them and logs the metric once."""
+    tiny = ["--set", "model.width=8", "--set", "train.batch=8", "--set", "log_every=2", "--set", "train.steps=4",
+            "--set", "train.metric=fd-toyfaces-attr1k", "--set", f"train.metric_ref={toy32}",
+            "--set", "train.metric_every=2", "--set", "train.ema=0.9"]
+    last = torchrun(2, "--preset", "dcgan-32-cpu", "--data", str(toy32), "--runs", str(tmp_path), *tiny, cwd=tmp_path)
+    assert last["ranks_identical"] is True and last["step"] == 4
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name[:5].isdigit()]
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in recs if "fd-toyfaces-attr1k" in r]
+    assert [r["step"] for r in scored] == [2, 4]  # once per evaluation: rank 0 writes
+    assert all(r["fd-toyfaces-attr1k"] > 0 and r["fd-toyfaces-attr1k_raw"] > 0 for r in scored)
+    assert list((run / "checkpoints" / "best").glob("ckpt-*.json"))

@@ -225,19 +225,28 @@ def score(spec: MetricSpec, f_gen: np.ndarray, f_ref: np.ndarray, feats: Feature
 
 def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], torch.Tensor], ref: str,
                   fid_weights: str | None = None, features: str | None = None, bf16: bool | None = None,
-                  feats: Features | None = None, device: str | torch.device = "cpu") -> list[dict]:
+                  feats: Features | None = None, device: str | torch.device = "cpu", world=None) -> list[dict]:
     """Named metrics of a generator against a reference set. The generator runs once (for the largest n)
-    and each feature space extracts once, on `device`; every metric reads the first n of those features."""
+    and each feature space extracts once, on `device`; every metric reads the first n of those features.
+    Under torchrun (`world` active) each rank generates and extracts its share (its own `generate`, so
+    its own codes), the features are gathered, and rank 0 alone scores: the others return []."""
     specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
     bf16 = metric_bf16(bf16)
     n_max = max(s.n for s in specs)
     spaces: dict[tuple, Features] = {}
     for s in specs:
         spaces.setdefault((s.net, s.resize), feats or load_features(s, fid_weights, features, ref))
-    batches = list(generator_batches(generate, n_max)) if len(spaces) > 1 else generator_batches(generate, n_max)
+    n_here = -(-n_max // world.size) if world is not None and world.active else n_max
+    batches = list(generator_batches(generate, n_here)) if len(spaces) > 1 else generator_batches(generate, n_here)
     gen_features, ref_features = {}, {}
     for key, space in spaces.items():
         gen_features[key] = features_of(batches, space, bf16, device)
+        if n_here != n_max:
+            from ..training.distributed import gather_rows
+            gen_features[key] = gather_rows(gen_features[key], world)[:n_max]
+    if world is not None and not world.main:
+        return []
+    for key, space in spaces.items():
         if any(s.kind != "is" for s in specs if (s.net, s.resize) == key):
             ref_features[key] = reference_features(ref, space, max(s.n for s in specs if (s.net, s.resize) == key),
                                                    bf16, device)

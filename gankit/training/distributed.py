@@ -83,6 +83,14 @@ def average_tensors(tensors: list[torch.Tensor], world: World) -> None:
     mean_in_place([t for t in tensors if t.is_floating_point()], world)
 
 
+def gather_rows(rows, world: World):
+    """The rows (a NumPy array) of every rank, concatenated in rank order, on every rank."""
+    import numpy as np
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, rows)
+    return np.concatenate(parts)
+
+
 def buffers(nets: dict[str, nn.Module]) -> list[torch.Tensor]:
     return [b for net in nets.values() for b in net.buffers()]
 

@@ -308,22 +308,26 @@ class Trainer:
 
     def evaluate(self, tb: TensorBoard | None = None) -> dict:
         """train.metric of the current generator; keeps checkpoints/best when it improves."""
-        from ..metrics.registry import evaluate_generator, load_features, parse_metric
-        t = self.cfg.train
+        from ..metrics.registry import evaluate_many, load_features, parse_metric
+        t, world = self.cfg.train, self.world
         if self._features is None:
             self._features = load_features(parse_metric(t.metric), None, t.metric_features or None, t.metric_ref)
-        def value_of(use_ema: bool) -> float:
-            gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # never the training generator
+
+        def value_of(use_ema: bool) -> float | None:  # (None on ranks other than 0)
+            # never the training generator; under torchrun each rank makes its own share of the images
+            gen = torch.Generator(self.device).manual_seed(t.seed + 2 + 7919 * world.rank)
             self.family.use_ema, before = use_ema, self.family.use_ema
             try:
-                return evaluate_generator(t.metric, lambda n: self.family.generate(self.family.sample_z(n, gen)),
-                                          t.metric_ref, feats=self._features, device=self.device)["value"]
+                results = evaluate_many([t.metric], lambda n: self.family.generate(self.family.sample_z(n, gen)),
+                                        t.metric_ref, feats=self._features, device=self.device, world=world)
+                return results[0]["value"] if results else None
             finally:
                 self.family.use_ema = before
 
-        result = {"value": value_of(True)}
+        value = value_of(True)
         raw = value_of(False) if self.family.ema is not None and t.metric_raw else None
-        value = result["value"]
+        if not world.main:
+            return {}
         if self.best is None or value < self.best:
             self.best = value
             save_checkpoint(self.run_dir / "checkpoints" / "best", self.step, self.state(),
@@ -452,7 +456,7 @@ class Trainer:
         if self.step % t.sample_every == 0 and self.world.main:
             self.sample_grid(window.tb)
             busy = True
-        if t.metric and self.step % t.metric_every == 0 and self.world.main:
+        if t.metric and self.step % t.metric_every == 0:  # every rank generates and extracts its share
             self.evaluate(window.tb)
             busy = True
         if self.step % t.ckpt_every == 0:
