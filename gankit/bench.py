@@ -34,6 +34,7 @@ from .data.prepare import list_images, load_image
 from .data.toyfaces import draw_face
 from .families import build_family
 from .env import cpu_name
+from .run import resolve_device
 from .training.speed import peak_flops, step_flops
 from .env import resolve_precision
 
@@ -117,26 +118,29 @@ def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: in
 
 
 def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, compile: bool,
-                 overrides: list[str] | None = None):
+                 overrides: list[str] | None = None, device: str = "cpu"):
     cfg = apply_overrides(load_preset(preset), overrides or [])
     cfg.train.compile = compile
-    device = torch.device("cpu")
+    device = torch.device(device)
     precision = resolve_precision(device, cfg.train.precision)
     torch.manual_seed(0)
     family = build_family(cfg, device, precision)
-    gen = torch.Generator().manual_seed(0)
+    gen, noise = torch.Generator().manual_seed(0), torch.Generator(device).manual_seed(1)
     u8 = torch.from_numpy(images_u8)
     per_step = cfg.train.batch * family.batches_per_step
 
     def step():
         idx = torch.randint(0, len(u8), (per_step,), generator=gen)
-        family.step(to_float(u8[idx], device, cfg.train.channels_last), gen)
+        family.step(to_float(u8[idx], device, cfg.train.channels_last), noise)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     times = time_steps(step, warmup, steps)
     return times, family, precision, cfg
 
 
-def throughput(presets: list[str], warmup: int, steps: int, overrides: list[str] | None = None) -> dict:
+def throughput(presets: list[str], warmup: int, steps: int, overrides: list[str] | None = None,
+               device: str = "cpu") -> dict:
     """gankit's training images/s and MFU for each preset (any family) with `overrides` applied, on
     toyfaces at the preset's size."""
     out = {}
@@ -144,11 +148,11 @@ def throughput(presets: list[str], warmup: int, steps: int, overrides: list[str]
     for name in presets:
         res = apply_overrides(load_preset(name), overrides or []).model.res
         images = np.stack([draw_face(i, res)[0] for i in range(256)])
-        times, family, precision, cfg = bench_gankit(name, images, warmup, steps, False, overrides)
+        times, family, precision, cfg = bench_gankit(name, images, warmup, steps, False, overrides, device)
         t = statistics.median(times)
         per_step = cfg.train.batch * family.batches_per_step
         flops = step_flops(family, cfg.train.batch, res)
-        peak, _ = peak_flops(torch.device("cpu"), precision or torch.float32)
+        peak, _ = peak_flops(torch.device(device), precision or torch.float32)
         out[name] = {"batch": per_step, "images_per_s": round(per_step / t, 2), "s_per_step": round(t, 3),
                      "mfu": round(flops / t / peak, 3)}
         print(f"{name:22s} {per_step:5d} {per_step / t:8.1f} {t:8.3f} {100 * flops / t / peak:5.1f}%")
@@ -166,11 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--throughput", metavar="PRESETS",
                     help="instead: gankit's images/s and MFU for these comma-separated presets (any family)")
+    ap.add_argument("--device", default="cpu", help="with --throughput: cpu, cuda, cuda:N or auto (the plain-loop "
+                    "comparison is a CPU benchmark)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --throughput: a config override applied to every preset (repeatable)")
     args = ap.parse_args(argv)
     if args.throughput:
-        res = throughput(args.throughput.split(","), args.warmup, args.steps, args.set)
+        res = throughput(args.throughput.split(","), args.warmup, args.steps, args.set, str(resolve_device(args.device)))
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2))
         return res
