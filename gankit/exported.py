@@ -109,3 +109,27 @@ def load_exported(path: str | Path, device: str = "cpu"):
     for net in family.nets.values():
         net.eval()
     return Model(family, {"source": str(path), "step": config["step"], "weights": config["weights"]})
+
+
+def hub_generator_class():
+    """A huggingface_hub ModelHubMixin class for exported folders (needs `pip install huggingface_hub`):
+    `hub_generator_class().from_pretrained(FOLDER_OR_REPO)` builds the generator from config.json and
+    loads `generator.*` from model.safetensors; calling it maps codes to images in [-1, 1]."""
+    from huggingface_hub import PyTorchModelHubMixin
+    from torch import nn
+
+    from .config import Config
+    from .families import REGISTRY, build_family
+
+    class GankitGenerator(nn.Module, PyTorchModelHubMixin, library_name="gankit"):
+        def __init__(self, config: dict):
+            super().__init__()
+            cfg = Config.from_dict(config)
+            cfg.train.ema, cfg.train.compile = 0.0, False
+            assert cfg.model.family in REGISTRY
+            self.generator = build_family(cfg, torch.device("cpu"), None).nets["G"]
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.generator(z)
+
+    return GankitGenerator

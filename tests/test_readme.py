@@ -56,3 +56,18 @@ def test_export_refuses_a_folder_in_use(tmp_path, capsys):
     model = gankit.load(tmp_path / "vae")  # the encoder travels with a VAE
     codes = model.encode(model.sample(3, seed=1))
     assert codes.shape == (3, model.config.model.z_dim)
+
+
+def test_huggingface_hub_reads_an_exported_folder(tmp_path):
+    """huggingface_hub's ModelHubMixin builds the generator from config.json and loads model.safetensors."""
+    import pytest
+    pytest.importorskip("huggingface_hub")
+    import torch
+
+    from gankit.exported import hub_generator_class
+    run = gankit.train("dcgan-32-cpu", "toyfaces", steps=4, runs=tmp_path / "runs", width=8, batch=8)
+    out = gankit.export(run, tmp_path / "exported")
+    hub = hub_generator_class().from_pretrained(str(out)).eval()
+    z = torch.randn(5, 100, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(hub(z), gankit.load(out).family.generate(z))
