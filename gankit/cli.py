@@ -432,7 +432,6 @@ def console_messages() -> None:
     if not any(isinstance(h, _Console) for h in logger.handlers):
         logger.addHandler(_Console())
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -265,7 +265,6 @@ def build_app(explorer: Explorer) -> Starlette:
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, **kwargs) -> None:
     """Build the explorer for a run and serve it until interrupted."""
     import uvicorn
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     explorer = Explorer(run_dir, **kwargs)
     log.info("serving %s on http://%s:%d (%d directions)", run_dir, host, port, len(explorer.directions))
     uvicorn.run(build_app(explorer), host=host, port=port, log_level="info")
