@@ -170,7 +170,10 @@ class Family:
         for name, (params, gs) in grads.items():
             self.opts[name].zero_grad(set_to_none=True)
             for p, g in zip(params, gs):
-                p.grad = g
+                # as backward's accumulation does: a gradient in its parameter's layout (autograd.grad may
+                # return expanded or otherwise strided results, e.g. through the gradient penalty's double
+                # backward, and fused optimizers read gradient memory in the parameter's order)
+                p.grad = g if g is None or g.stride() == p.stride() else torch.empty_like(p).copy_(g)
             for hook in self.step_hooks:
                 hook(name, params)
             self.opts[name].step()
