@@ -44,8 +44,9 @@ def cpu_supports_bf16() -> bool:
     """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX) and nothing caps them off."""
     if os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() in _ATEN_NO_BF16 or _onednn_capped_below_bf16():
         return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    try:  # bf16 dot products: AVX512-BF16 or AMX (oneDNN's own check also says yes on plain AVX-512,
+        # where it emulates bf16 slowly)
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except Exception:
         try:
             flags = Path("/proc/cpuinfo").read_text()

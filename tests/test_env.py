@@ -45,7 +45,7 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch, toy32, tmp_path, capsy
 def test_isa_caps_turn_native_bf16_off(variable, value, capped, monkeypatch):
     for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)  # as on a bf16 CPU
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # as on a bf16 CPU
     assert env.cpu_supports_bf16()
     monkeypatch.setenv(variable, value)
     assert env.cpu_supports_bf16() is (not capped)

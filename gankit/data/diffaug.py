@@ -62,11 +62,12 @@ def translation(x: torch.Tensor, gen: torch.Generator | None = None, ratio: floa
 def cutout(x: torch.Tensor, gen: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    cy = torch.randint(0, h, (n, 1, 1), generator=gen, device=x.device)
-    cx = torch.randint(0, w, (n, 1, 1), generator=gen, device=x.device)
-    ys = torch.arange(h, device=x.device)[None, :, None]
-    xs = torch.arange(w, device=x.device)[None, None, :]
-    inside = ((ys - cy).abs() * 2 < ch) & ((xs - cx).abs() * 2 < cw)
+    # as the reference: the square's centre in [0, h + 1 - ch % 2), rows cy - ch // 2 .. cy - ch // 2 + ch - 1
+    cy = torch.randint(0, h + 1 - ch % 2, (n, 1, 1), generator=gen, device=x.device)
+    cx = torch.randint(0, w + 1 - cw % 2, (n, 1, 1), generator=gen, device=x.device)
+    dy = torch.arange(h, device=x.device)[None, :, None] - cy + ch // 2
+    dx = torch.arange(w, device=x.device)[None, None, :] - cx + cw // 2
+    inside = (dy >= 0) & (dy < ch) & (dx >= 0) & (dx < cw)
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 

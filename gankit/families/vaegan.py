@@ -44,14 +44,13 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 def running_stats_kept(net: nn.Module):
     """BatchNorm layers normalise by the batch's statistics inside but leave the running ones as they were."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running <- (1 - 0) * running + 0 * batch
+    for m in norms:  # in train mode: batch statistics, running buffers (and their count) left alone
+        m.track_running_stats = False
     try:
         yield
     finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
+        for m in norms:
+            m.track_running_stats = True
 
 
 class VAEGAN(VAE):

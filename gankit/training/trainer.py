@@ -53,6 +53,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.family: Family = build_family(cfg, self.device, self.precision)
         self.per_step = t.batch * self.family.batches_per_step  # real images one process uses a step
+        self.family.ada.batch = self.per_step * world.size  # ADA's pace: real images D sees a step, all ranks
         # one global batch a step, each rank training on its own shard of it
         self.stream = BatchStream(len(self.dataset), self.per_step * world.size, t.seed, world.rank, world.size)
         self.gen = torch.Generator(self.device).manual_seed(t.seed + 1_000_003 * world.rank)
@@ -73,6 +74,7 @@ class Trainer:
         self.rollbacks = 0
         # optim.plateau_factor: the convergence measure's window sum and the learning-rate scale it set
         self.plateau = {"sum": 0.0, "count": 0, "best": None, "scale": 1.0}
+        self._plateau_acc: torch.Tensor | None = None
         self._features = None  # the metric's feature network, loaded once
 
     # --- construction ----------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class Trainer:
 
     # --- state ----------------------------------------------------------------------------------------
     def state(self) -> dict:
+        self.fold_plateau()
         return {"family": self.family.state_dict(), "gen": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_metric": self.best,
                 "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "plateau": dict(self.plateau)}
@@ -168,6 +171,7 @@ class Trainer:
         self.lr_scale = state.get("lr_scale", 1.0)
         self.rollbacks = state.get("rollbacks", 0)
         self.plateau.update(state.get("plateau", {}))
+        self._plateau_acc = None
         self.step = step
         self.apply_lr()
 
@@ -176,6 +180,12 @@ class Trainer:
         o = self.cfg.optim
         self.family.scale_lr(self.lr_scale * self.plateau["scale"] * o.lr_decay ** (self.step // o.lr_decay_every))
 
+    def fold_plateau(self) -> None:
+        """Add the device-side running sum of the convergence measure to the saved window sum."""
+        if self._plateau_acc is not None:
+            self.plateau["sum"] += float(self._plateau_acc)
+            self._plateau_acc = None
+
     def watch_plateau(self, out: dict[str, torch.Tensor]) -> None:
         """Sum the convergence measure over a window of optim.plateau_every steps; at the window's
         end, scale the learning rates by optim.plateau_factor unless its mean fell by 1% below the
@@ -183,10 +193,12 @@ class Trainer:
         o, pl = self.cfg.optim, self.plateau
         if o.plateau_factor >= 1 or self.family.convergence not in out:
             return
-        pl["sum"] += float(out[self.family.convergence])
+        value = out[self.family.convergence].detach().double()  # summed on the device: no host sync a step
+        self._plateau_acc = value if self._plateau_acc is None else self._plateau_acc + value
         pl["count"] += 1
         if self.step % o.plateau_every:
             return
+        self.fold_plateau()
         if self.world.active:  # every rank judges the same window mean, so all keep the same rates
             window = torch.tensor([pl["sum"], float(pl["count"])], device=self.device)
             ddp.average_tensors([window], self.world)
