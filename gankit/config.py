@@ -188,6 +188,9 @@ class Config:
         if policy and not family.has_discriminator:
             raise GankitError(f"config: augment.diffaug augments what a discriminator sees; the {m.family} family "
                               f"has none")
+        if a.ada_target > 0 and not policy:
+            raise GankitError("config: augment.ada_target adapts the probability of DiffAugment's transforms; "
+                              "set augment.diffaug too (e.g. color,translation,cutout)")
         if not 0 <= a.p <= 1 or not 0 <= a.ada_target < 1 or a.ada_kimg <= 0 or a.ada_every < 1:
             raise GankitError(f"config: augment.p must be in [0, 1], augment.ada_target in [0, 1), augment.ada_kimg "
                               f"> 0 and augment.ada_every >= 1; got {a.p}, {a.ada_target}, {a.ada_kimg}, {a.ada_every}")

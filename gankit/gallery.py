@@ -135,14 +135,14 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")
     if cached.exists():
         old = json.loads(cached.read_text())
-        if old.get("n") == n and all(k in old for k in keys):
+        if (old.get("n"), old.get("step"), old.get("ref")) == (n, _step(run), job.ref) and all(k in old for k in keys):
             return old
     family, _ = load_run(run)
     gen = torch.Generator().manual_seed(0)
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": job.ref, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -184,6 +184,12 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         md.write_text("\n".join(table) + "\n")
         written += [figure, md]
     return written
+
+
+def _step(run: Path) -> int | None:
+    """The step of the run's newest checkpoint (scores cached for another step are stale)."""
+    found = sorted((run / "checkpoints").glob("ckpt-*.json"))
+    return int(found[-1].stem.split("-")[1]) if found else None
 
 
 def _feature_net_name(ref: str) -> str:

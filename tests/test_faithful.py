@@ -96,6 +96,10 @@ def test_diffaugment_options_are_checked():
         apply_overrides(load_preset("vae-64-cpu"), ["augment.diffaug=color"])
     with pytest.raises(GankitError, match="ada_target"):
         apply_overrides(load_preset("began-64-cpu"), ["augment.diffaug=color", "augment.ada_target=0.6"])
+    with pytest.raises(GankitError, match="set augment.diffaug too"):  # an adaptive p that nothing would use
+        apply_overrides(load_preset("dcgan-32-cpu"), ["augment.ada_target=0.6"])
+    with pytest.raises(GankitError, match="N\\(0, I\\)"):  # the KL term's prior
+        apply_overrides(load_preset("vae-64-cpu"), ["model.prior=uniform"])
 
 
 def test_ema_ramp_forgets_the_random_start():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
+from ..errors import GankitError
 from .base import Family
 from .dcgan import Discriminator, Generator
 
@@ -39,6 +40,11 @@ class VAE(Family):
     has_discriminator = False
     has_encoder = True
     can_reconstruct = True
+
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        if cfg.model.prior == "uniform":
+            raise GankitError(f"config: model.prior=uniform: the {cls.name} family's KL term assumes z ~ N(0, I)")
 
     @classmethod
     def describe(cls, cfg: Config) -> str:
