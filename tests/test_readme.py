@@ -68,6 +68,9 @@ def test_huggingface_hub_reads_an_exported_folder(tmp_path):
     run = gankit.train("dcgan-32-cpu", "toyfaces", steps=4, runs=tmp_path / "runs", width=8, batch=8)
     out = gankit.export(run, tmp_path / "exported")
     hub = hub_generator_class().from_pretrained(str(out)).eval()
+    ours = gankit.load(out).family.nets["G"].state_dict()
+    theirs = hub.generator.state_dict()
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours)  # the same weights
     z = torch.randn(5, 100, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(hub(z), gankit.load(out).family.generate(z))
+    with torch.no_grad():  # gankit.load follows GANKIT_PRECISION (bf16 on the other numeric path), the mixin runs fp32
+        torch.testing.assert_close(hub(z), gankit.load(out).family.generate(z), atol=2e-2, rtol=0)
