@@ -23,6 +23,9 @@ class ModelConfig:
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
     d_norm: str = "batch"  # batch | layer | instance | none
     g_norm: str = "batch"  # batch | none
+    # initial weights: normal = N(0, 0.02), biases 0 (DCGAN paper; seed 000's Table 3 for DCGAN, WGAN
+    # and BEGAN); default = PyTorch's own (Kaiming-uniform, fan-in scaled)
+    init: str = "normal"
     prior: str = ""  # distribution of z: normal | uniform ("" = the family's: uniform for BEGAN, else normal)
 
 
@@ -179,6 +182,7 @@ class Config:
         if t.ema_rampup < 0:
             raise GankitError(f"config: train.ema_rampup must be >= 0 (0 = off), got {t.ema_rampup}")
         _choice("model.prior", m.prior, ("", "normal", "uniform"))
+        _choice("model.init", m.init, ("normal", "default"))
         a = self.augment
         from .data.diffaug import parse_policy
         try:
@@ -302,8 +306,10 @@ _CPU_TWIN: dict[str, tuple] = {
     "wgan-gp-64": (16, 64, 2_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     "wgan-32": (None, None, 20_000, {}),  # 0.079
     "wgan-gp-32": (None, None, 9_500, {}),  # 0.165
-    "began-64": (16, 16, 6_000, {}),  # 0.271 (an eighth of the width, a third of the batch)
-    "began-128": (16, 16, 1_500, {}),  # 1.069
+    # BEGAN: PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the
+    # 20 unnormalised layers and the twin collapsed to one image (BENCHMARKS.md, issue 13)
+    "began-64": (16, 16, 6_000, dict(model=dict(init="default"))),  # 0.271 (an eighth of the width, a third of the batch)
+    "began-128": (16, 16, 1_500, dict(model=dict(init="default"))),  # 1.069
     "vae-64": (None, None, 30_000, {}),  # 0.040
     "vaegan-64": (None, None, 9_000, {}),  # 0.176
 }

@@ -13,6 +13,18 @@ from ..config import Config
 from ..data.diffaug import AdaptiveP, diff_augment, parse_policy
 
 
+def normal_init(module: nn.Module) -> None:
+    """Weights from N(0, 0.02); norm scales from N(1, 0.02); biases zero (DCGAN paper; seed 000, Table 3)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
 class Family:
     """Base of a model family. Subclasses build `self.nets` and `self.opts` and implement `step`.
 
@@ -64,8 +76,11 @@ class Family:
 
     # --- set-up helpers used by subclasses ----------------------------------------------------------
     def finish_setup(self) -> None:
-        """Move nets to the device and memory format, build optimizers, compile if asked."""
+        """Initialise the weights (model.init), move nets to the device and memory format, build
+        optimizers, compile if asked."""
         for name, net in self.nets.items():
+            if self.cfg.model.init == "normal":
+                normal_init(net)
             net.to(self.device)
             if self.cfg.train.channels_last:
                 net.to(memory_format=torch.channels_last)

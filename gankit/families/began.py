@@ -32,7 +32,6 @@ from torch import nn
 from ..config import Config
 from ..errors import GankitError
 from .base import Family
-from .dcgan import dcgan_init
 
 
 def conv_elu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -123,8 +122,6 @@ class BEGAN(Family):
         super().__init__(cfg, device, precision)
         m = cfg.model
         self.nets = {"G": Decoder(m.res, m.width, m.z_dim), "D": AutoencoderD(m.res, m.width, m.z_dim)}
-        for net in self.nets.values():  # N(0, 0.02) weights, zero biases (seed 000, Table 3)
-            dcgan_init(net)
         self.k = torch.zeros((), device=device)
         self.finish_setup()
 

@@ -43,18 +43,6 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """Weights from N(0, 0.02); norm scales from N(1, 0.02); biases zero (DCGAN paper)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.weight is not None:
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-
 def _stages(res: int) -> int:
     if res not in (32, 64):
         raise ValueError(f"DCGAN networks are built for 32 or 64 px, not {res}")
@@ -83,7 +71,6 @@ class Discriminator(nn.Sequential):
         else:
             layers.append(nn.Sequential(Conv2d(c_in, out_dim, 4, stride=1, padding=0), nn.Flatten()))
         super().__init__(*layers)
-        dcgan_init(self)
 
     def features(self, x: torch.Tensor, stages: int) -> torch.Tensor:
         """Output of the first `stages` conv stages (VAE-GAN's learned similarity layer)."""
@@ -115,7 +102,6 @@ class Generator(nn.Sequential):
             c //= 2
         layers.append(nn.Sequential(up(c, 3, True), nn.Tanh()))
         super().__init__(*layers)
-        dcgan_init(self)
 
 
 def build_networks(cfg: Config) -> dict[str, nn.Module]:
