@@ -139,9 +139,22 @@ def fid(a: str | Path, b: str | Path, features: str | None = None, kid: bool = F
 
 
 def info(path: str | Path) -> dict:
-    """What a run or exported folder holds (config, step), without building networks."""
+    """What a run or exported folder holds, without building networks, in one shape for both:
+    {"kind": "run" | "exported", "family", "preset", "step" (newest checkpoint; None before the
+    first), "data", "config" (the training config as a dict)}."""
+    from .exported import is_exported
+    from .training.checkpoint import list_checkpoints
     path = Path(path)
-    config = path / "config.json"
-    if config.exists():
-        return json.loads(config.read_text())
-    return json.loads((path / "run.json").read_text())
+    try:
+        if is_exported(path):
+            e = json.loads((path / "config.json").read_text())
+            return {"kind": "exported", "family": e["family"], "preset": e["config"].get("preset"),
+                    "step": e["step"], "data": e.get("data"), "config": e["config"]}
+        config = json.loads((path / "config.json").read_text())
+        run = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+    except (OSError, ValueError, KeyError) as e:
+        raise GankitError(f"{path}: not a gankit run or exported folder ({e})") from None
+    found = list_checkpoints(path / "checkpoints")
+    step = json.loads(found[-1].read_text()).get("step") if found else None
+    return {"kind": "run", "family": config["model"]["family"], "preset": config.get("preset"), "step": step,
+            "data": run.get("data"), "config": config}

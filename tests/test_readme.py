@@ -43,6 +43,12 @@ def test_exported_folder_samples_the_runs_images_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert np.array_equal(np.load(tmp_path / "got.npy"), want)
     assert result.stdout.strip() == "ema" and json.loads((out / "config.json").read_text())["step"] == 6
+    # gankit.info reads both folders in one shape, without building networks
+    of_run, of_export = gankit.info(run), gankit.info(out)
+    assert (of_run["kind"], of_export["kind"]) == ("run", "exported")
+    for key in ("family", "preset", "step", "data", "config"):
+        assert of_run[key] == of_export[key], key
+    assert (of_run["family"], of_run["step"], of_run["config"]["model"]["width"]) == ("dcgan", 6, 8)
 
 
 def test_export_refuses_a_folder_in_use(tmp_path, capsys):
