@@ -116,3 +116,12 @@ def test_fid_without_weights_is_one_line_error(toy32, tmp_path, capsys, monkeypa
     assert main(["fid", str(toy32), str(toy32)]) == 2
     err = capsys.readouterr().err.strip()
     assert "pt_inception-2015-12-05-6726825d.pth" in err and "\n" not in err
+
+
+def test_one_loaded_feature_network_serves_one_space_only(toy32):
+    """evaluate_many(feats=...) with metrics in two spaces (gankit's net and Inception) is refused:
+    the loaded network would have scored both."""
+    from gankit.metrics.registry import evaluate_many
+    gen = lambda n: torch.zeros(n, 3, 32, 32)
+    with pytest.raises(GankitError, match="several feature spaces"):
+        evaluate_many(["fd-toyfaces-attr1k", "fid1k"], gen, str(toy32), feats=object())

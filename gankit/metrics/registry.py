@@ -234,6 +234,9 @@ def evaluate_many(metrics: list[str | MetricSpec], generate: Callable[[int], tor
     bf16 = metric_bf16(bf16)
     n_max = max(s.n for s in specs)
     spaces: dict[tuple, Features] = {}
+    if feats is not None and len({(s.net, s.resize) for s in specs}) > 1:
+        raise GankitError(f"metrics {', '.join(s.name for s in specs)}: one loaded feature network (feats=) "
+                          f"cannot serve several feature spaces; leave feats out to load each")
     for s in specs:
         spaces.setdefault((s.net, s.resize), feats or load_features(s, fid_weights, features, ref))
     n_here = -(-n_max // world.size) if world is not None and world.active else n_max
