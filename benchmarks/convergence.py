@@ -10,7 +10,9 @@ over the log records since the previous evaluation, and compared with the metric
 curves over the steps) and prints the Spearman rank correlation with its p-value, as JSON.
 The measure: `wasserstein` (the critic's estimate of W(P_r, P_g), D(real) - D(fake); larger = farther)
 for WGAN, `M_global` for BEGAN (larger = farther from convergence). Quality: FD, lower = better; so a
-measure that tracks quality correlates positively.
+measure that tracks quality correlates positively. Two curves that both fall with training correlate
+whether or not one follows the other, so the rank correlation of their changes between consecutive
+evaluations is printed too (`changes_rho`): does the measure fall more where quality improves more?
 """
 import argparse
 import json
@@ -43,8 +45,11 @@ def series(run: Path) -> dict:
             quality.append(q)
             mean_measure.append(float(np.mean(window)))
     rho, p = spearmanr(mean_measure, quality) if len(steps) > 2 else (float("nan"), float("nan"))
+    d_rho, d_p = (spearmanr(np.diff(mean_measure), np.diff(quality)) if len(steps) > 3
+                  else (float("nan"), float("nan")))
     return {"run": run.name, "family": family, "measure": measure, "metric": quality_key, "steps": steps,
             "measure_means": mean_measure, "quality": quality, "spearman_rho": float(rho), "p_value": float(p),
+            "changes_rho": float(d_rho), "changes_p": float(d_p),
             "evaluations": len(steps), "log_steps": [s for s, _ in logged], "log_values": [v for _, v in logged]}
 
 
@@ -59,7 +64,8 @@ def figure(s: dict, out: Path) -> Path:
     ax2.plot(s["steps"], s["quality"], "s-", color="tab:red", label=s["metric"])
     ax2.set_ylabel(f"{s['metric']} (lower = better)", color="tab:red")
     ax.set_title(f"{s['run']}: Spearman rho {s['spearman_rho']:+.2f} (p {s['p_value']:.2g}, "
-                 f"{s['evaluations']} evaluations)", fontsize=9)
+                 f"{s['evaluations']} evaluations); of the changes {s['changes_rho']:+.2f} (p {s['changes_p']:.2g})",
+                 fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out)
 
@@ -72,7 +78,8 @@ def main() -> None:
     for run in map(Path, args.runs):
         s = series(run)
         path = figure(s, Path(args.out) / f"convergence-{s['family']}-{run.name}.png")
-        print(json.dumps({k: s[k] for k in ("run", "measure", "metric", "evaluations", "spearman_rho", "p_value")}
+        print(json.dumps({k: s[k] for k in ("run", "measure", "metric", "evaluations", "spearman_rho", "p_value",
+                                                         "changes_rho", "changes_p")}
                          | {"figure": str(path)}))
 
 
