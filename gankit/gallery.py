@@ -174,7 +174,7 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
                  f"kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
-            extra_text = " + DiffAugment" if any("diffaug" in o for o in job.overrides) else ""
+            extra_text = augmentation(run)
             table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
                          f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
                          f"{done.get('threads', '?')} threads | "
@@ -184,6 +184,15 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         md.write_text("\n".join(table) + "\n")
         written += [figure, md]
     return written
+
+
+def augmentation(run: Path) -> str:
+    """What the run's config adds to its preset's name in the table: DiffAugment (with ADA's target)."""
+    a = json.loads((run / "config.json").read_text())["augment"]
+    if not a.get("diffaug"):
+        return ""
+    return f" + DiffAugment ({a['diffaug']}" + (f", ADA target {a['ada_target']:g})" if a.get("ada_target") else
+                                                f", p {a.get('p', 1):g})")
 
 
 def _step(run: Path) -> int | None:

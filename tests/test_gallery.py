@@ -52,3 +52,14 @@ def test_gallery_needs_data_and_known_families(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().err
     assert main(["gallery", "--celeba", str(tmp_path / "missing")]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_table_names_the_augmentation_the_run_trained_with(tmp_path):
+    """The table reads the run's config, not the override strings: `augment.diffaug=` (switched off)
+    is no DiffAugment."""
+    import json
+    from gankit.gallery import augmentation
+    for diffaug, ada, want in (("", 0.0, ""), ("color,cutout", 0.6, " + DiffAugment (color,cutout, ADA target 0.6)"),
+                               ("translation", 0.0, " + DiffAugment (translation, p 1)")):
+        (tmp_path / "config.json").write_text(json.dumps({"augment": {"diffaug": diffaug, "ada_target": ada, "p": 1.0}}))
+        assert augmentation(tmp_path) == want
