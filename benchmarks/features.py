@@ -17,7 +17,6 @@ import torch
 
 from gankit.metrics.extract import extract_features, image_batches
 from gankit.metrics.fidcheck import check_kit
-from gankit.metrics.frechet import frechet_distance, statistics
 from gankit.metrics.inception import FIDInceptionV3
 from gankit.metrics.registry import Features, compare_sets, load_features
 
