@@ -53,7 +53,8 @@ def cmd_train(args) -> None:
         last = trainer.run()
         say(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}))
         say(f"samples: {trainer.run_dir / 'samples' / 'latest.png'}  plots: {trainer.run_dir / 'plots'}")
-        ddp.shutdown(clean=True)
+        if world.active:
+            ddp.leave()  # exits the process
     finally:
         ddp.shutdown()
 
