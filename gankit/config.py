@@ -331,7 +331,8 @@ for _name in list(_PRESETS):
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}, "
                                 f"{_steps:,} steps (~27 min on a 2-core Zen 3), "
-                                f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}", _twin)
+                                f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
+                                f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}", _twin)
 
 
 def preset_names() -> list[str]:
