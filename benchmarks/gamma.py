@@ -10,7 +10,8 @@ gamma G, e.g. the gallery's BEGAN). Then n samples of each are scored against DA
 CelebA feature space (FD, precision/recall k=3, density/coverage k=5, from one pass), and a figure
 puts the sample grids side by side. Recall stays at 0 while every gamma is far from the data, so the
 variety is also measured without the reference's manifold: `spread` is the mean pairwise distance
-between 2,000 samples' features over the same for 2,000 real held-out faces (1 = as varied as the data). Prints the table as Markdown and writes it beside the figure.
+between 2,000 samples' features over the same for 2,000 real held-out faces (1 = as varied as the
+data). Prints the table as Markdown and writes it beside the figure.
 """
 import argparse
 import json

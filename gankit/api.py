@@ -143,7 +143,7 @@ def info(path: str | Path) -> dict:
     {"kind": "run" | "exported", "family", "preset", "step" (newest checkpoint; None before the
     first), "data", "config" (the training config as a dict)}."""
     from .exported import is_exported
-    from .training.checkpoint import list_checkpoints
+    from .training.checkpoint import newest_step
     path = Path(path)
     try:
         if is_exported(path):
@@ -154,7 +154,6 @@ def info(path: str | Path) -> dict:
         run = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
     except (OSError, ValueError, KeyError) as e:
         raise GankitError(f"{path}: not a gankit run or exported folder ({e})") from None
-    found = list_checkpoints(path / "checkpoints")
-    step = json.loads(found[-1].read_text()).get("step") if found else None
-    return {"kind": "run", "family": config["model"]["family"], "preset": config.get("preset"), "step": step,
+    return {"kind": "run", "family": config["model"]["family"], "preset": config.get("preset"),
+            "step": newest_step(path / "checkpoints"),
             "data": run.get("data"), "config": config}

@@ -197,8 +197,8 @@ def augmentation(run: Path) -> str:
 
 def _step(run: Path) -> int | None:
     """The step of the run's newest checkpoint (scores cached for another step are stale)."""
-    found = sorted((run / "checkpoints").glob("ckpt-*.json"))
-    return int(found[-1].stem.split("-")[1]) if found else None
+    from .training.checkpoint import newest_step
+    return newest_step(run / "checkpoints")
 
 
 def _feature_net_name(ref: str) -> str:

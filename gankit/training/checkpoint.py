@@ -142,6 +142,12 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     return sorted(p for p in directory.glob("ckpt-*.json") if not p.name.startswith("."))
 
 
+def newest_step(directory: str | Path) -> int | None:
+    """The step of the newest complete checkpoint in `directory`, or None when there is none."""
+    found = list_checkpoints(directory)
+    return json.loads(found[-1].read_text()).get("step") if found else None
+
+
 def read_checkpoint(json_path: str | Path) -> tuple[dict, dict]:
     """(state, record) of one checkpoint; GankitError if it is damaged or incomplete."""
     json_path = Path(json_path)
