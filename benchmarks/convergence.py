@@ -27,7 +27,7 @@ MEASURES = {"wgan": "wasserstein", "began": "M_global"}
 
 
 def series(run: Path) -> dict:
-    cfg = json.loads(sorted((run / "checkpoints").glob("ckpt-*.json"))[-1].read_text())["config"]
+    cfg = json.loads((run / "config.json").read_text())
     family, metric = cfg["model"]["family"], cfg["train"]["metric"]
     if family not in MEASURES or not metric:
         raise SystemExit(f"{run}: needs a WGAN or BEGAN run trained with train.metric")

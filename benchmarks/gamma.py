@@ -25,6 +25,7 @@ from gankit.metrics.registry import (KINDS, MetricSpec, evaluate_many, features_
 from gankit.run import load_run
 from gankit.sample import sample_grid
 from gankit.training import Trainer
+from gankit.training.checkpoint import list_checkpoints
 
 
 def run_for(gamma: float, data: str, runs: Path, reuse: dict) -> Path:
@@ -35,7 +36,7 @@ def run_for(gamma: float, data: str, runs: Path, reuse: dict) -> Path:
     found = sorted(root.glob("[0-9]*-*"))
     if found and (found[-1] / "gamma-done.json").exists():
         return found[-1]
-    if found and list((found[-1] / "checkpoints").glob("ckpt-*.json")):
+    if found and list_checkpoints(found[-1] / "checkpoints"):
         trainer = Trainer.resume(found[-1], [], progress=False)
     else:
         cfg = apply_overrides(load_preset("began-64-cpu"), [f"gan.gamma={gamma}"])
@@ -50,11 +51,10 @@ def mean_pairwise(f) -> float:
     return float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1)))
 
 
-def spread(family, ref: str, gen: torch.Generator, n: int = 2000) -> float:
+def spread(family, space, real_spread: float, gen: torch.Generator, n: int = 2000) -> float:
     """Mean pairwise feature distance of n samples over that of n real faces (1 = the data's variety)."""
-    space = load_features("celeba-attr", ref=ref)
     fake = features_of(generator_batches(lambda m: family.generate(family.sample_z(m, gen)), n), space)
-    return mean_pairwise(fake) / mean_pairwise(reference_features(ref, space, n))
+    return mean_pairwise(fake) / real_spread
 
 
 def main() -> None:
@@ -70,6 +70,8 @@ def main() -> None:
     reuse = {float(k): v for k, v in (r.split("=", 1) for r in args.reuse)}
     train, ref = f"{args.celeba}[:9000]", f"{args.celeba}[9000:]"
     rows, runs = [], []
+    space = load_features("celeba-attr", ref=ref)
+    real_spread = mean_pairwise(reference_features(ref, space, 2000))
     for gamma in gammas:
         run = run_for(gamma, train, Path(args.runs), reuse)
         family, record = load_run(run)
@@ -78,7 +80,7 @@ def main() -> None:
         specs = [MetricSpec(f"{m}-celeba-attr", KINDS[m], "celeba-attr", args.n) for m in ("fd", "pr", "dc")]
         fd, pr, dc = evaluate_many(specs, lambda n: family.generate(family.sample_z(n, gen)), ref)
         rows.append({"gamma": gamma, "run": str(run), "step": record["step"], "fd": fd["value"], **pr, **dc,
-                     "spread": spread(family, ref, gen)})
+                     "spread": spread(family, space, real_spread, gen)})
         runs.append(run)
     out = Path(args.out)
     figure = sample_grid(runs, 36, out / "gamma-began.png", labels=[f"gamma {g:g}" for g in gammas])

@@ -91,10 +91,11 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
     """Train (or resume, or reuse) the job's run; return its folder."""
     from .config import apply_overrides, load_preset
     from .training import Trainer
+    from .training.checkpoint import list_checkpoints
     run = run_of(job, runs)
     if finished(run):
         return run
-    if run is not None and any((run / "checkpoints").glob("ckpt-*.json")):
+    if run is not None and list_checkpoints(run / "checkpoints"):
         trainer = Trainer.resume(run, [], progress=progress)
     else:
         cfg = apply_overrides(load_preset(job.preset), job.overrides)
