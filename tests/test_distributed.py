@@ -54,3 +54,28 @@ def test_in_training_metric_is_shared_across_ranks(featnet, toy32, tmp_path):
     assert [r["step"] for r in scored] == [2, 4]  # once per evaluation: rank 0 writes
     assert all(r["fd-toyfaces-attr1k"] > 0 and r["fd-toyfaces-attr1k_raw"] > 0 for r in scored)
     assert list((run / "checkpoints" / "best").glob("ckpt-*.json"))
+
+
+LEAVE = """
+import logging, sys
+import torch.distributed as dist
+from gankit.training import distributed as ddp
+dist.init_process_group("gloo", init_method="file://{store}", rank=0, world_size=1)
+logging.basicConfig(filename="{log}", level=logging.INFO)
+logging.getLogger("gankit").info("written before leave")
+print("printed before leave", end="")
+ddp.leave()
+print(" and after")
+sys.exit(3)
+"""
+
+
+def test_leave_flushes_output_and_exits_zero_without_teardown(tmp_path):
+    log = tmp_path / "run.log"
+    code = LEAVE.format(store=tmp_path / "store", log=log)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a user's pipe is
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(env, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "printed before leave"  # piped stdout is block-buffered: lost without the flush
+    assert "written before leave" in log.read_text()
