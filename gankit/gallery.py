@@ -178,13 +178,17 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
             extra_text = augmentation(run)
             table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
                          f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
-                         f"{done.get('threads', '?')} threads | "
+                         f"{threads_text(done.get('threads'))} | "
                          f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
                          f"{m['density']:.3f} | {m['coverage']:.3f} |")
         md = out / f"gallery-{data_name}.md"
         md.write_text("\n".join(table) + "\n")
         written += [figure, md]
     return written
+
+
+def threads_text(threads: int | None) -> str:
+    return "? threads" if threads is None else f"{threads} thread{'' if threads == 1 else 's'}"
 
 
 def augmentation(run: Path) -> str:
