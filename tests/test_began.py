@@ -43,7 +43,8 @@ def test_step_updates_both_networks_simultaneously_and_moves_k():
     out = fam.step(x, torch.Generator().manual_seed(0))
     for n, net in fam.nets.items():
         assert any(not torch.equal(a, b) for a, b in zip(before[n], net.parameters())), f"{n} did not move"
-    expected_k = min(max(0.001 * (0.5 * out["L_real"].item() - out["L_fake"].item()), 0.0), 1.0)
+    g = cfg.gan
+    expected_k = min(max(g.lambda_k * (g.gamma * out["L_real"].item() - out["L_fake"].item()), 0.0), 1.0)
     assert abs(fam.k.item() - expected_k) < 1e-7
     z = fam.sample_z(1000, torch.Generator().manual_seed(1))
     assert z.min() >= -1 and z.max() <= 1 and z.min() < -0.9 and z.max() > 0.9

@@ -214,7 +214,8 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
     from gankit.config import preset_names
     tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "ema"),
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
-               ("model", "init")}  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
+               ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
+               ("gan", "lambda_k")}  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
     twins = [n for n in preset_names() if n.endswith("-cpu")]
     assert len(twins) == len([n for n in preset_names() if not n.endswith("-cpu")])
     for twin in twins:
