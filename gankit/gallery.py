@@ -37,6 +37,7 @@ class Job:
     train_data: str
     ref: str
     overrides: list[str]
+    ema: bool = True  # scored and drawn from G's moving average, as the preset samples (False: G itself)
 
     @property
     def key(self) -> str:
@@ -54,6 +55,10 @@ def held_out_start(data: str) -> int:
 
 def plan(celeba: str | None, flowers: str | None, families: list[str] | None, extra: list[str]) -> list[Job]:
     """The runs the gallery needs: (data, family) pairs, limited to `families` (preset stems or labels)."""
+    def uses_ema(preset: str, overrides: list[str]) -> bool:
+        from .config import apply_overrides, load_preset
+        return apply_overrides(load_preset(preset), overrides).train.ema > 0
+
     def wanted(label: str, preset: str) -> bool:
         stem = preset.removesuffix("-64-cpu")
         return not families or stem in families or label.lower() in families
@@ -63,12 +68,14 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
         cut = held_out_start(celeba)
         for label, preset in CELEBA_FAMILIES.items():
             if wanted(label, preset):
-                jobs.append(Job("celeba", label, preset, f"{celeba}[:{cut}]", f"{celeba}[{cut}:]", list(extra)))
+                jobs.append(Job("celeba", label, preset, f"{celeba}[:{cut}]", f"{celeba}[{cut}:]", list(extra),
+                                uses_ema(preset, list(extra))))
     if flowers:
         for label, preset in FLOWER_FAMILIES.items():
             if wanted(label, preset):
                 aug = DIFFAUG + ([] if preset.startswith("began") else ADA)
-                jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra)))
+                jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra),
+                                uses_ema(preset, aug + list(extra))))
     if not jobs:
         raise GankitError("gallery: nothing to do (give --celeba and/or --flowers, and families that exist: "
                           "dcgan, wgan, wgan-gp, began, vae, vaegan)")
@@ -136,14 +143,16 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")
     if cached.exists():
         old = json.loads(cached.read_text())
-        if (old.get("n"), old.get("step"), old.get("ref")) == (n, _step(run), job.ref) and all(k in old for k in keys):
+        if ((old.get("n"), old.get("step"), old.get("ref"), old.get("ema", True)) == (n, _step(run), job.ref, job.ema)
+                and all(k in old for k in keys)):
             return old
     family, _ = load_run(run)
+    family.use_ema = job.ema  # a run trained with an average the preset no longer keeps is scored as G itself
     gen = torch.Generator().manual_seed(0)
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": job.ref, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": job.ref, "ema": job.ema, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -169,14 +178,16 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
             done = finished(run)
             rows.append((job, run, done, metrics, feature_net))
         figure = sample_grid([r[1] for r in rows], n, out / f"gallery-{data_name}.png",
-                             labels=[r[0].label for r in rows])
+                             labels=[r[0].label for r in rows], ema=[r[0].ema for r in rows])
         k = f"{n_eval // 1000}k" if n_eval % 1000 == 0 else str(n_eval)
-        table = [f"| family | preset | steps | images | minutes (wall) | CPU minutes | CPU | fd-{rows[0][4]}{k} | "
-                 f"kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        table = [f"| family | preset | sampled from | steps | images | minutes (wall) | CPU minutes | CPU | "
+                 f"fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
             extra_text = augmentation(run)
-            table.append(f"| {job.label} | {job.preset}{extra_text} | {done['step']:,} | {done['images']:,} | "
+            trained_ema = json.loads((run / "config.json").read_text())["train"]["ema"] > 0
+            table.append(f"| {job.label} | {job.preset}{extra_text} | {'EMA' if job.ema and trained_ema else 'G'} | "
+                         f"{done['step']:,} | {done['images']:,} | "
                          f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
                          f"{threads_text(done.get('threads'))} | "
                          f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "

@@ -12,17 +12,19 @@ from .run import load_run, real_images, run_dataset
 
 
 def sample_grid(run_dir: str | Path | list, n: int, out: str | Path, seed: int = 0,
-                labels: list[str] | None = None, device: str = "cpu") -> Path:
+                labels: list[str] | None = None, device: str = "cpu", ema: bool | list[bool] = True) -> Path:
     """Write a grid of n samples of the run's generator (codes drawn with `seed`) to `out`; given
-    several runs, their grids side by side, each labelled (`labels`, else the run folder's name)."""
+    several runs, their grids side by side, each labelled (`labels`, else the run folder's name).
+    `ema`: draw from the moving average of G where the run has one (False: G itself; a list: per run)."""
     import numpy as np
     from PIL import Image, ImageDraw
     if n < 1:
         raise GankitError(f"-n must be >= 1, got {n}")
     runs = run_dir if isinstance(run_dir, (list, tuple)) else [run_dir]
     grids = []
-    for run in runs:
+    for run, use_ema in zip(runs, ema if isinstance(ema, (list, tuple)) else [ema] * len(runs), strict=True):
         family, _ = load_run(run, device)
+        family.use_ema = use_ema
         z = family.sample_z(n, torch.Generator(family.device).manual_seed(seed))
         grids.append(grid(to_uint8(family.generate(z))))
     if len(grids) == 1 and not labels:

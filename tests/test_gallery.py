@@ -7,7 +7,8 @@ from gankit.cli import main
 from gankit.data import prepare
 
 TINY = ["--set", "model.width=8", "--set", "train.batch=8", "--set", "train.steps=2", "--set", "train.log_every=1",
-        "--set", "train.sample_every=2", "--set", "train.ckpt_every=2", "--set", "train.grid=4"]
+        "--set", "train.sample_every=2", "--set", "train.ckpt_every=2", "--set", "train.grid=4",
+        "--set", "train.ema_rampup=0"]  # an average of 2 steps that differs from G
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,19 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     capsys.readouterr()
     assert main(argv) == 0
     assert len(list((tmp_path / "runs").glob("*/*/run.json"))) == 5  # 3 CelebA + 2 flowers runs, none new
+    # each row is drawn from what its preset samples: DCGAN's average, G itself for BEGAN and the VAE
+    rows = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in table[2:]}
+    assert rows == {"DCGAN": "EMA", "BEGAN": "G", "VAE": "G"}
+    scores = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
+              for f in ("dcgan", "vae")}
+    # a preset without the average scores a run that kept one as G itself: the same run, rescored
+    assert main(argv + ["--set", "train.ema=0"]) == 0
+    again = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
+             for f in ("dcgan", "vae")}
+    assert "| DCGAN | dcgan-64-cpu | G |" in (tmp_path / "out" / "gallery-celeba.md").read_text()
+    assert (scores["dcgan"]["ema"], again["dcgan"]["ema"]) == (True, False)
+    assert again["dcgan"]["fd"] != scores["dcgan"]["fd"]  # G's distance, not the average's
+    assert again["vae"] == scores["vae"]  # no average to leave out: the cached score
 
 
 def test_gallery_needs_data_and_known_families(tmp_path, capsys):
