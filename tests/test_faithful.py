@@ -222,7 +222,9 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
         full, cpu = load_preset(twin.removesuffix("-cpu")).to_dict(), load_preset(twin).to_dict()
         changed = {(s, k) for s in full if isinstance(full[s], dict) for k in full[s] if full[s][k] != cpu[s][k]}
         assert changed <= tunable, (twin, changed - tunable)
-        # EMA on, but for the VAE families and BEGAN, whose held-out distance it raised (BENCHMARKS.md)
-        want_ema = 0.0 if cpu["model"]["family"] in ("vae", "vaegan", "began") else 0.999
+        # EMA on, but for the VAE families, BEGAN and WGAN with clipping, whose held-out distance it
+        # raised (BENCHMARKS.md)
+        no_ema = cpu["model"]["family"] in ("vae", "vaegan", "began") or cpu["gan"]["clip"] > 0
+        want_ema = 0.0 if no_ema else 0.999
         assert cpu["train"]["ema"] == want_ema and cpu["train"]["steps"] != full["train"]["steps"], twin
         assert cpu["optim"]["lr_g"] / cpu["optim"]["lr_d"] == full["optim"]["lr_g"] / full["optim"]["lr_d"], twin
