@@ -5,8 +5,8 @@
 
 CelebA-64: each family trains on the first 9,000 faces (`DATA[:9000]`) and is scored on the held-out
 rest (`DATA[9000:]`) in gankit's CelebA feature space (fd-celeba-attr10k and kd-celeba-attr10k).
-Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (ADA's adaptive probability for the
-GAN losses with a sign, a fixed one for BEGAN), scored against the whole set in the flowers' feature
+Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (colour, translation, cutout with ADA's
+adaptive probability for the GAN losses with a sign; translation and cutout, fixed, for BEGAN), scored against the whole set in the flowers' feature
 space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
 reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
 side, labelled) and a Markdown table (family, steps, images, minutes, CPU, metric, KID).
@@ -26,6 +26,10 @@ CELEBA_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN (clipping)": "wgan-64-cpu", "W
 FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 DIFFAUG = ["augment.diffaug=color,translation,cutout"]
 ADA = ["augment.ada_target=0.6", "augment.p=0"]
+# BEGAN: no colour transform. Its D is an autoencoder, and with random saturation among the transforms
+# a grey image reconstructs as well as a coloured one: BEGAN's flowers stayed grey for 6,000 steps with
+# colour, and were yellow on green without it (BENCHMARKS.md)
+BEGAN_DIFFAUG = ["augment.diffaug=translation,cutout"]
 HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
 
 
@@ -73,7 +77,7 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
     if flowers:
         for label, preset in FLOWER_FAMILIES.items():
             if wanted(label, preset):
-                aug = DIFFAUG + ([] if preset.startswith("began") else ADA)
+                aug = BEGAN_DIFFAUG if preset.startswith("began") else DIFFAUG + ADA
                 jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra),
                                 uses_ema(preset, aug + list(extra))))
     if not jobs:

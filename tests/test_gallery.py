@@ -77,3 +77,15 @@ def test_table_names_the_augmentation_the_run_trained_with(tmp_path):
                                ("translation", 0.0, " + DiffAugment (translation, p 1)")):
         (tmp_path / "config.json").write_text(json.dumps({"augment": {"diffaug": diffaug, "ada_target": ada, "p": 1.0}}))
         assert augmentation(tmp_path) == want
+
+
+def test_flowers_plan_gives_began_no_colour_transform(tmp_path):
+    """BEGAN's autoencoder D reconstructs a grey image as well as a coloured one under random
+    saturation, so its flowers train with translation and cutout only; the other GANs with all three and ADA."""
+    from gankit.gallery import plan
+    jobs = {j.label: j for j in plan(None, str(tmp_path), None, [])}
+    assert "augment.diffaug=translation,cutout" in jobs["BEGAN"].overrides
+    assert not any(o.startswith("augment.ada_target") for o in jobs["BEGAN"].overrides)
+    for label in ("DCGAN", "WGAN-GP"):
+        assert "augment.diffaug=color,translation,cutout" in jobs[label].overrides
+        assert "augment.ada_target=0.6" in jobs[label].overrides
