@@ -147,8 +147,9 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")
     if cached.exists():
         old = json.loads(cached.read_text())
-        if ((old.get("n"), old.get("step"), old.get("ref"), old.get("ema", True)) == (n, _step(run), job.ref, job.ema)
-                and all(k in old for k in keys)):
+        # the same samples (step, average or G) against the same images, however the path was written
+        if ((old.get("n"), old.get("step"), _ref_key(old.get("ref")), old.get("ema", trained_ema(run))) ==
+                (n, _step(run), _ref_key(job.ref), job.ema and trained_ema(run)) and all(k in old for k in keys)):
             return old
     family, _ = load_run(run)
     family.use_ema = job.ema  # a run trained with an average the preset no longer keeps is scored as G itself
@@ -156,7 +157,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": job.ref, "ema": job.ema, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": job.ref, "ema": job.ema and trained_ema(run), "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -189,8 +190,7 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
             extra_text = augmentation(run)
-            trained_ema = json.loads((run / "config.json").read_text())["train"]["ema"] > 0
-            table.append(f"| {job.label} | {job.preset}{extra_text} | {'EMA' if job.ema and trained_ema else 'G'} | "
+            table.append(f"| {job.label} | {job.preset}{extra_text} | {'EMA' if job.ema and trained_ema(run) else 'G'} | "
                          f"{done['step']:,} | {done['images']:,} | "
                          f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
                          f"{threads_text(done.get('threads'))} | "
@@ -213,6 +213,19 @@ def augmentation(run: Path) -> str:
         return ""
     return f" + DiffAugment ({a['diffaug']}" + (f", ADA target {a['ada_target']:g})" if a.get("ada_target") else
                                                 f", p {a.get('p', 1):g})")
+
+
+def trained_ema(run: Path) -> bool:
+    """Whether the run kept a moving average of G."""
+    return json.loads((run / "config.json").read_text())["train"]["ema"] > 0
+
+
+def _ref_key(ref: str | None) -> str | None:
+    """A reference ("FOLDER" or "FOLDER[a:b]") with its folder made absolute."""
+    if ref is None:
+        return None
+    folder, bracket, rest = ref.partition("[")
+    return str(Path(folder).resolve()) + bracket + rest
 
 
 def _step(run: Path) -> int | None:

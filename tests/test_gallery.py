@@ -89,3 +89,11 @@ def test_flowers_plan_gives_began_no_colour_transform(tmp_path):
     for label in ("DCGAN", "WGAN-GP"):
         assert "augment.diffaug=color,translation,cutout" in jobs[label].overrides
         assert "augment.ada_target=0.6" in jobs[label].overrides
+
+
+def test_score_cache_knows_a_reference_by_its_folder_not_its_spelling(tmp_path, monkeypatch):
+    from gankit.gallery import _ref_key
+    monkeypatch.chdir(tmp_path)
+    assert _ref_key("data/celeba64[9000:]") == _ref_key(f"{tmp_path}/data/celeba64[9000:]")
+    assert _ref_key("data/celeba64[9000:]") != _ref_key("data/celeba64[:9000]")
+    assert _ref_key("data/flowers64") == str(tmp_path / "data" / "flowers64")
