@@ -6,7 +6,8 @@
 
 Each gamma trains the `began-64-cpu` preset unchanged but for gan.gamma, on DATA[:9000], for the
 preset's budget; a run already finished is reused (and `--reuse G=FOLDER` takes an existing run for
-gamma G, e.g. the gallery's BEGAN). Then n samples of each are scored against DATA[9000:] in gankit's
+gamma G, e.g. the gallery's BEGAN) if it trained with the preset's gamma and lambda_k, and is sampled
+as the preset samples (G itself: the twin keeps no average). Then n samples of each are scored against DATA[9000:] in gankit's
 CelebA feature space (FD, precision/recall k=3, density/coverage k=5, from one pass), and a figure
 puts the sample grids side by side. Recall stays at 0 while every gamma is far from the data, so the
 variety is also measured without the reference's manifold: `spread` is the mean pairwise distance
@@ -52,7 +53,8 @@ def mean_pairwise(f) -> float:
 
 
 def spread(family, space, real_spread: float, gen: torch.Generator, n: int = 2000) -> float:
-    """Mean pairwise feature distance of n samples over that of n real faces (1 = the data's variety)."""
+    """Mean pairwise feature distance of n samples over `real_spread`, the same for 2,000 real faces
+    (1 = the data's variety)."""
     fake = features_of(generator_batches(lambda m: family.generate(family.sample_z(m, gen)), n), space)
     return mean_pairwise(fake) / real_spread
 
@@ -69,13 +71,20 @@ def main() -> None:
     gammas = [float(g) for g in args.gammas.split(",")]
     reuse = {float(k): v for k, v in (r.split("=", 1) for r in args.reuse)}
     train, ref = f"{args.celeba}[:9000]", f"{args.celeba}[9000:]"
-    rows, runs = [], []
+    rows, runs, use_ema = [], [], []
     space = load_features("celeba-attr", ref=ref)
     real_spread = mean_pairwise(reference_features(ref, space, 2000))
     for gamma in gammas:
         run = run_for(gamma, train, Path(args.runs), reuse)
         family, record = load_run(run)
-        assert family.cfg.gan.gamma == gamma, f"{run} trained with gamma {family.cfg.gan.gamma}, not {gamma}"
+        want = apply_overrides(load_preset("began-64-cpu"), [f"gan.gamma={gamma}"])
+        for key in ("gamma", "lambda_k"):  # a run of an older preset is another experiment
+            got = getattr(family.cfg.gan, key)
+            if got != getattr(want.gan, key):
+                raise SystemExit(f"{run}: trained with gan.{key}={got:g}, the preset now says "
+                                 f"{getattr(want.gan, key):g}; move it away or --reuse another run")
+        family.use_ema = want.train.ema > 0  # as the preset samples (G itself where it keeps no average)
+        use_ema.append(family.use_ema)
         gen = torch.Generator().manual_seed(0)
         specs = [MetricSpec(f"{m}-celeba-attr", KINDS[m], "celeba-attr", args.n) for m in ("fd", "pr", "dc")]
         fd, pr, dc = evaluate_many(specs, lambda n: family.generate(family.sample_z(n, gen)), ref)
@@ -83,7 +92,7 @@ def main() -> None:
                      "spread": spread(family, space, real_spread, gen)})
         runs.append(run)
     out = Path(args.out)
-    figure = sample_grid(runs, 36, out / "gamma-began.png", labels=[f"gamma {g:g}" for g in gammas])
+    figure = sample_grid(runs, 36, out / "gamma-began.png", labels=[f"gamma {g:g}" for g in gammas], ema=use_ema)
     table = ["| gamma | steps | fd-celeba-attr | precision | recall | density | coverage | spread |",
              "|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['gamma']:g} | {r['step']:,} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "

@@ -293,7 +293,8 @@ for _name in ("dcgan-64", "wgan-gp-64"):
     _PRESETS[_name + "-flowers"] = (_desc + "; flips, 90-degree rotations and HSV jitter on (flowers)",
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
-# CPU twins: same algorithm, smaller networks and batches, EMA of G on, and a length in steps that
+# CPU twins: same algorithm, smaller networks and batches, EMA of G on (off where it measured worse:
+# WGAN with clipping, BEGAN, VAE, VAE-GAN), and a length in steps that
 # trains in about 27 minutes on a 2-core AMD EPYC Zen 3 (AVX2, fp32: the slowest CPU the project has
 # seen; `python -m gankit.bench --throughput PRESET` measured s/step at 2 threads, BENCHMARKS.md).
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.

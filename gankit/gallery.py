@@ -9,7 +9,9 @@ Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (colour, translation
 adaptive probability for the GAN losses with a sign; translation and cutout, fixed, for BEGAN), scored against the whole set in the flowers' feature
 space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
 reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
-side, labelled) and a Markdown table (family, steps, images, minutes, CPU, metric, KID).
+side, labelled) and a Markdown table (family, preset, whether the samples come from G's moving
+average or G itself, steps, images, wall and CPU minutes, CPU, FD, KD, precision/recall and
+density/coverage).
 """
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": job.ref, "ema": job.ema and trained_ema(run), "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": job.ema and trained_ema(run), "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -216,16 +218,20 @@ def augmentation(run: Path) -> str:
 
 
 def trained_ema(run: Path) -> bool:
-    """Whether the run kept a moving average of G."""
-    return json.loads((run / "config.json").read_text())["train"]["ema"] > 0
+    """Whether the run kept a moving average of G (by its newest checkpoint's config, as load_run builds it)."""
+    from .training.checkpoint import list_checkpoints
+    found = list_checkpoints(run / "checkpoints")
+    cfg = json.loads(found[-1].read_text())["config"] if found else json.loads((run / "config.json").read_text())
+    return cfg["train"]["ema"] > 0
 
 
 def _ref_key(ref: str | None) -> str | None:
-    """A reference ("FOLDER" or "FOLDER[a:b]") with its folder made absolute."""
+    """A reference ("FOLDER" or "FOLDER[a:b]", the slice at the end as datasets read it) with its
+    folder made absolute."""
     if ref is None:
         return None
-    folder, bracket, rest = ref.partition("[")
-    return str(Path(folder).resolve()) + bracket + rest
+    folder, rows = (ref[:ref.rindex("[")], ref[ref.rindex("["):]) if ref.endswith("]") and "[" in ref else (ref, "")
+    return str(Path(folder).resolve()) + rows
 
 
 def _step(run: Path) -> int | None:

@@ -40,7 +40,7 @@ def _cache(tmp_path_factory):
 
 def tiny(preset: str, *extra: str):
     """A preset shrunk to test size: same algorithm, width 8, batch 8, frequent outputs, no EMA unless
-    a test asks (the CPU twins have it on); its precision follows GANKIT_PRECISION (auto: bf16 where
+    a test asks (the DCGAN and WGAN-GP twins have it on); its precision follows GANKIT_PRECISION (auto: bf16 where
     native), so each numeric path runs the same tests."""
     return apply_overrides(load_preset(preset), ["model.width=8", "train.batch=8", "train.precision=auto",
                                                  "train.ema=0",

@@ -57,12 +57,14 @@ def test_in_training_metric_is_shared_across_ranks(featnet, toy32, tmp_path):
 
 
 LEAVE = """
-import logging, sys
+import logging, logging.handlers, sys
 import torch.distributed as dist
 from gankit.training import distributed as ddp
 dist.init_process_group("gloo", init_method="file://{store}", rank=0, world_size=1)
-logging.basicConfig(filename="{log}", level=logging.INFO)
-logging.getLogger("gankit").info("written before leave")
+log = logging.getLogger("gankit")  # a buffering handler: its record reaches the file only when flushed
+log.addHandler(logging.handlers.MemoryHandler(1000, logging.CRITICAL, logging.FileHandler("{log}")))
+log.setLevel(logging.INFO)
+log.info("written before leave")
 print("printed before leave", end="")
 ddp.leave()
 print(" and after")

@@ -52,7 +52,11 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     scores = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
               for f in ("dcgan", "vae")}
     # a preset without the average scores a run that kept one as G itself: the same run, rescored
+    import gankit.metrics.registry as registry
+    scored, evaluate_many = [], registry.evaluate_many
+    monkeypatch.setattr(registry, "evaluate_many", lambda *a, **k: scored.append(a[2]) or evaluate_many(*a, **k))
     assert main(argv + ["--set", "train.ema=0"]) == 0
+    assert len(scored) == 2  # DCGAN's CelebA and flowers runs; BEGAN and the VAE kept no average: cached
     again = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
              for f in ("dcgan", "vae")}
     assert "| DCGAN | dcgan-64-cpu | G |" in (tmp_path / "out" / "gallery-celeba.md").read_text()
@@ -86,6 +90,7 @@ def test_flowers_plan_gives_began_no_colour_transform(tmp_path):
     jobs = {j.label: j for j in plan(None, str(tmp_path), None, [])}
     assert "augment.diffaug=translation,cutout" in jobs["BEGAN"].overrides
     assert not any(o.startswith("augment.ada_target") for o in jobs["BEGAN"].overrides)
+    assert not jobs["BEGAN"].ema and jobs["DCGAN"].ema and jobs["WGAN-GP"].ema  # as their presets sample
     for label in ("DCGAN", "WGAN-GP"):
         assert "augment.diffaug=color,translation,cutout" in jobs[label].overrides
         assert "augment.ada_target=0.6" in jobs[label].overrides
@@ -97,3 +102,4 @@ def test_score_cache_knows_a_reference_by_its_folder_not_its_spelling(tmp_path, 
     assert _ref_key("data/celeba64[9000:]") == _ref_key(f"{tmp_path}/data/celeba64[9000:]")
     assert _ref_key("data/celeba64[9000:]") != _ref_key("data/celeba64[:9000]")
     assert _ref_key("data/flowers64") == str(tmp_path / "data" / "flowers64")
+    assert _ref_key("data/a[b]/x[9000:]") == str(tmp_path / "data" / "a[b]" / "x") + "[9000:]"  # the slice at the end

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from gankit.data.toyfaces import draw_face
@@ -39,8 +40,9 @@ def test_vae_step_elbo_terms_and_reconstruction_falls():
     assert fam.reconstruct(x).shape == x.shape
 
 
-def test_vaegan_trains_three_parts_in_turn():
-    cfg = tiny("vaegan-64-cpu", "model.res=32", "gan.feature_layer=2")
+@pytest.mark.parametrize("order", ["larsen", "three-step"])
+def test_vaegan_trains_its_three_parts(order):
+    cfg = tiny("vaegan-64-cpu", "model.res=32", "gan.feature_layer=2", f"gan.vaegan_update={order}")
     fam = VAEGAN(cfg, torch.device("cpu"), None)
     assert set(fam.nets) == {"E", "G", "D"}
     before = {k: [p.detach().clone() for p in n.parameters()] for k, n in fam.nets.items()}
