@@ -16,6 +16,7 @@ density/coverage).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,10 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
     from .training.checkpoint import list_checkpoints
     run = run_of(job, runs)
     if finished(run):
+        changed = drift(job, run)
+        if changed:  # reused all the same: the figure is what was trained; the user decides
+            print(f"gallery: {run} was trained with {', '.join(changed)} (the preset now differs); "
+                  f"move it away to train it again", file=sys.stderr)
         return run
     if run is not None and list_checkpoints(run / "checkpoints"):
         trainer = Trainer.resume(run, [], progress=progress)
@@ -215,6 +220,24 @@ def augmentation(run: Path) -> str:
         return ""
     return f" + DiffAugment ({a['diffaug']}" + (f", ADA target {a['ada_target']:g})" if a.get("ada_target") else
                                                 f", p {a.get('p', 1):g})")
+
+
+# settings that leave the trained generator as it is: how a run reports, stores and where it runs
+# (train.ema too: the gallery samples as the preset does, whatever average the run kept)
+NOT_TRAINING = {"max_minutes", "device", "precision", "channels_last", "compile", "log_every", "sample_every",
+                "ckpt_every", "keep_ckpts", "grid", "ema", "metric", "metric_every", "metric_ref",
+                "metric_features", "metric_raw"}
+
+
+def drift(job: Job, run: Path) -> list[str]:
+    """`section.key=value` for each training setting the run had that the job's preset and overrides
+    no longer give."""
+    from .config import apply_overrides, load_preset
+    want = apply_overrides(load_preset(job.preset), job.overrides).to_dict()
+    got = json.loads((run / "config.json").read_text())
+    return [f"{section}.{key}={got[section][key]}" for section, fields in want.items() if isinstance(fields, dict)
+            for key, value in fields.items() if not (section == "train" and key in NOT_TRAINING)
+            and key in got.get(section, {}) and got[section][key] != value]
 
 
 def trained_ema(run: Path) -> bool:

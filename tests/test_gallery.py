@@ -103,3 +103,18 @@ def test_score_cache_knows_a_reference_by_its_folder_not_its_spelling(tmp_path, 
     assert _ref_key("data/celeba64[9000:]") != _ref_key("data/celeba64[:9000]")
     assert _ref_key("data/flowers64") == str(tmp_path / "data" / "flowers64")
     assert _ref_key("data/a[b]/x[9000:]") == str(tmp_path / "data" / "a[b]" / "x") + "[9000:]"  # the slice at the end
+
+
+def test_a_reused_run_of_an_older_preset_is_named(tmp_path):
+    """The gallery reuses a finished run, and says which training settings its preset no longer gives
+    (how it reported or stored, and its average, are not training settings)."""
+    import json
+    from gankit.config import apply_overrides, load_preset
+    from gankit.gallery import Job, drift
+    job = Job("celeba", "BEGAN", "began-64-cpu", "d[:9]", "d[9:]", [], False)
+    trained = apply_overrides(load_preset("began-64-cpu"), ["train.ema=0.999", "train.metric_every=400"]).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(trained))
+    assert drift(job, tmp_path) == []
+    trained["gan"]["lambda_k"] = 0.001
+    (tmp_path / "config.json").write_text(json.dumps(trained))
+    assert drift(job, tmp_path) == ["gan.lambda_k=0.001"]
