@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     device_option(s)
     s.set_defaults(func=cmd_serve)
 
+    from .gallery import FIGURE_SAMPLES  # (imports nothing heavy)
     s = sub.add_parser("gallery", help="train every family's CPU preset on CelebA-64 (and flowers), side by side")
     s.add_argument("--celeba", help="prepared CelebA-64 folder (trains on [:9000], scores on [9000:])")
     s.add_argument("--flowers", help="prepared flowers folder at 64 px (DCGAN, WGAN-GP, BEGAN with DiffAugment)")
@@ -403,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="docs/figures", help="where the figures and tables go")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every run (e.g. train.max_minutes=5 for a quick gallery)")
-    s.add_argument("-n", type=int, default=36, help="samples per family in the figure")
+    s.add_argument("-n", type=int, default=FIGURE_SAMPLES, help="samples per family in the figure")
     s.add_argument("--n-eval", type=int, default=10_000, help="generated images scored per family (default 10000)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_gallery)

@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .errors import GankitError
@@ -34,6 +35,7 @@ ADA = ["augment.ada_target=0.6", "augment.p=0"]
 # colour, and were yellow on green without it (BENCHMARKS.md)
 BEGAN_DIFFAUG = ["augment.diffaug=translation,cutout"]
 HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
+FIGURE_SAMPLES = 20  # per family: six families of 5 x 4 samples keep the CelebA figure under 1 MiB
 
 
 @dataclass
@@ -44,7 +46,17 @@ class Job:
     train_data: str
     ref: str
     overrides: list[str]
-    ema: bool = True  # scored and drawn from G's moving average, as the preset samples (False: G itself)
+
+    @cached_property
+    def config(self):
+        """The preset with the job's overrides: what a new run of this job trains with."""
+        from .config import apply_overrides, load_preset
+        return apply_overrides(load_preset(self.preset), self.overrides)
+
+    @property
+    def ema(self) -> bool:
+        """Scored and drawn from G's moving average, as the preset samples (False: G itself)."""
+        return self.config.train.ema > 0
 
     @property
     def key(self) -> str:
@@ -62,10 +74,6 @@ def held_out_start(data: str) -> int:
 
 def plan(celeba: str | None, flowers: str | None, families: list[str] | None, extra: list[str]) -> list[Job]:
     """The runs the gallery needs: (data, family) pairs, limited to `families` (preset stems or labels)."""
-    def uses_ema(preset: str, overrides: list[str]) -> bool:
-        from .config import apply_overrides, load_preset
-        return apply_overrides(load_preset(preset), overrides).train.ema > 0
-
     def wanted(label: str, preset: str) -> bool:
         stem = preset.removesuffix("-64-cpu")
         return not families or stem in families or label.lower() in families
@@ -75,14 +83,12 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
         cut = held_out_start(celeba)
         for label, preset in CELEBA_FAMILIES.items():
             if wanted(label, preset):
-                jobs.append(Job("celeba", label, preset, f"{celeba}[:{cut}]", f"{celeba}[{cut}:]", list(extra),
-                                uses_ema(preset, list(extra))))
+                jobs.append(Job("celeba", label, preset, f"{celeba}[:{cut}]", f"{celeba}[{cut}:]", list(extra)))
     if flowers:
         for label, preset in FLOWER_FAMILIES.items():
             if wanted(label, preset):
                 aug = BEGAN_DIFFAUG if preset.startswith("began") else DIFFAUG + ADA
-                jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra),
-                                uses_ema(preset, aug + list(extra))))
+                jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra)))
     if not jobs:
         raise GankitError("gallery: nothing to do (give --celeba and/or --flowers, and families that exist: "
                           "dcgan, wgan, wgan-gp, began, vae, vaegan)")
@@ -152,11 +158,12 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     import torch
     cached = run / "gallery-metrics.json"
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")
+    sampled_ema = job.ema and trained_ema(run)  # the generator the samples come from
     if cached.exists():
         old = json.loads(cached.read_text())
         # the same samples (step, average or G) against the same images, however the path was written
         if ((old.get("n"), old.get("step"), _ref_key(old.get("ref")), old.get("ema", trained_ema(run))) ==
-                (n, _step(run), _ref_key(job.ref), job.ema and trained_ema(run)) and all(k in old for k in keys)):
+                (n, _step(run), _ref_key(job.ref), sampled_ema) and all(k in old for k in keys)):
             return old
     family, _ = load_run(run)
     family.use_ema = job.ema  # a run trained with an average the preset no longer keeps is scored as G itself
@@ -164,7 +171,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": job.ema and trained_ema(run), "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": sampled_ema, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -172,7 +179,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
 
 
 def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str | Path,
-            families: list[str] | None = None, extra: list[str] | None = None, n: int = 36,
+            families: list[str] | None = None, extra: list[str] | None = None, n: int = FIGURE_SAMPLES,
             n_eval: int = 10_000, progress: bool = True) -> list[Path]:
     """Train what is missing, score, and write the figures and tables; returns the files written."""
     from .sample import sample_grid
@@ -232,8 +239,7 @@ NOT_TRAINING = {"max_minutes", "device", "precision", "channels_last", "compile"
 def drift(job: Job, run: Path) -> list[str]:
     """`section.key=value` for each training setting the run had that the job's preset and overrides
     no longer give."""
-    from .config import apply_overrides, load_preset
-    want = apply_overrides(load_preset(job.preset), job.overrides).to_dict()
+    want = job.config.to_dict()
     got = json.loads((run / "config.json").read_text())
     return [f"{section}.{key}={got[section][key]}" for section, fields in want.items() if isinstance(fields, dict)
             for key, value in fields.items() if not (section == "train" and key in NOT_TRAINING)

@@ -111,7 +111,7 @@ def test_a_reused_run_of_an_older_preset_is_named(tmp_path):
     import json
     from gankit.config import apply_overrides, load_preset
     from gankit.gallery import Job, drift
-    job = Job("celeba", "BEGAN", "began-64-cpu", "d[:9]", "d[9:]", [], False)
+    job = Job("celeba", "BEGAN", "began-64-cpu", "d[:9]", "d[9:]", [])
     trained = apply_overrides(load_preset("began-64-cpu"), ["train.ema=0.999", "train.metric_every=400"]).to_dict()
     (tmp_path / "config.json").write_text(json.dumps(trained))
     assert drift(job, tmp_path) == []
