@@ -22,6 +22,10 @@ class ModelConfig:
     z_dim: int = 100
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
     d_norm: str = "batch"  # batch | layer | instance | none
+    # d_norm also on D's input layer, as the conv3 table has it (the k4 design never puts BatchNorm
+    # there: DCGAN paper); false = that layer un-normalised with a bias, as in the WGAN and WGAN-GP
+    # reference critics: a per-image norm there makes the critic blind to each image's contrast
+    d_input_norm: bool = True
     g_norm: str = "batch"  # batch | none
     # initial weights: normal = N(0, 0.02), biases 0 (DCGAN paper; seed 000's Table 3 for DCGAN, WGAN
     # and BEGAN); default = PyTorch's own (Kaiming-uniform, fan-in scaled)

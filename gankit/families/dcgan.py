@@ -53,14 +53,18 @@ class Discriminator(nn.Sequential):
     """D(x) -> one unbounded score per image (a logit for DCGAN, a critic value for WGAN); with
     out_dim > 1 the same network is the VAE's encoder. Stage k's output is `features(x, k)`."""
 
-    def __init__(self, res: int = 64, width: int = 128, norm: str = "batch", arch: str = "conv3", out_dim: int = 1):
+    def __init__(self, res: int = 64, width: int = 128, norm: str = "batch", arch: str = "conv3", out_dim: int = 1,
+                 input_norm: bool = True):
         layers: list[nn.Module] = []
         c_in = 3
         for i in range(_stages(res)):
             c_out = width * 2 ** i
             k = 3 if arch == "conv3" else 4
-            # the DCGAN paper leaves D's input layer without BatchNorm in the k4 design
-            skip_norm = arch == "k4" and i == 0 and norm == "batch"
+            # D's input layer without a norm: always for BatchNorm in the k4 design (DCGAN paper), and
+            # for any norm with input_norm=False (model.d_input_norm: the WGAN and WGAN-GP reference
+            # critics). A per-image norm right after the first (linear) conv makes D(a x) = D(x) for
+            # every a > 0: the critic cannot see an image's contrast
+            skip_norm = i == 0 and norm != "none" and (not input_norm or (arch == "k4" and norm == "batch"))
             layers.append(nn.Sequential(
                 Conv2d(c_in, c_out, k, stride=2, padding=1, bias=norm == "none" or skip_norm),
                 nn.Identity() if skip_norm else norm_layer(norm, c_out),
@@ -107,7 +111,7 @@ class Generator(nn.Sequential):
 def build_networks(cfg: Config) -> dict[str, nn.Module]:
     m = cfg.model
     return {"G": Generator(m.z_dim, m.res, m.width, m.g_norm, m.arch),
-            "D": Discriminator(m.res, m.width, m.d_norm, m.arch)}
+            "D": Discriminator(m.res, m.width, m.d_norm, m.arch, input_norm=m.d_input_norm)}
 
 
 class DCGAN(Family):

@@ -64,7 +64,7 @@ class VAEGAN(VAE):
 
     def build_networks(self, cfg: Config) -> dict:
         m = cfg.model
-        return dict(build_vae_networks(cfg), D=Discriminator(m.res, m.width, m.d_norm, m.arch))
+        return dict(build_vae_networks(cfg), D=Discriminator(m.res, m.width, m.d_norm, m.arch, input_norm=m.d_input_norm))
 
     def llike(self, real: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
         """L_llike: D's features of real and reconstructed images, from one pass over both."""
