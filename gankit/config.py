@@ -237,9 +237,13 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
 # Each entry: description, then the fields that differ from the dataclass defaults.
 
 _DCGAN = dict(optim=dict(name="adam", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999))
+# The critics' input layer has no norm, as in the WGAN and WGAN-GP reference code (and the DCGAN
+# paper): with LayerNorm or InstanceNorm right after the first conv, D(a x) = D(x) for every a > 0 and
+# G's faces went grey and washed out (BENCHMARKS.md, issue 13)
+_CRITIC = dict(d_input_norm=False)
 _WGAN_GP = dict(optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.0, beta2=0.9),
-                gan=dict(n_critic=5, gp_lambda=10.0))
-_WGAN_CLIP = dict(optim=dict(name="rmsprop", lr_g=5e-5, lr_d=5e-5), gan=dict(n_critic=5, clip=0.01))
+                gan=dict(n_critic=5, gp_lambda=10.0), model=_CRITIC)
+_WGAN_CLIP = dict(optim=dict(name="rmsprop", lr_g=5e-5, lr_d=5e-5), gan=dict(n_critic=5, clip=0.01), model=_CRITIC)
 
 _BEGAN = dict(optim=dict(name="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5, beta2=0.999, plateau_factor=0.5),
               gan=dict(gamma=0.5, lambda_k=0.001))
@@ -250,7 +254,7 @@ def _preset(description: str, family: str, arch: str, res: int, z_dim: int, widt
             algorithm: dict, g_norm: str = "batch", **sections: dict) -> tuple[str, dict]:
     """One row of the table: the networks, the batch, the algorithm's optimiser and losses."""
     fields = {k: dict(v) for k, v in algorithm.items()}
-    fields["model"] = dict(family=family, arch=arch, res=res, z_dim=z_dim, width=width, d_norm=d_norm, g_norm=g_norm)
+    fields["model"] = dict(fields.get("model", {}), family=family, arch=arch, res=res, z_dim=z_dim, width=width, d_norm=d_norm, g_norm=g_norm)
     fields["train"] = dict(batch=batch)
     for name, values in sections.items():
         fields[name] = dict(fields.get(name, {}), **values)

@@ -57,6 +57,26 @@ def test_wgan_critics_have_no_batchnorm(preset, norm):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
     assert any(isinstance(m, norm) for m in d.modules())
     assert cfg.model.z_dim == 128
+    # the input layer un-normalised, as the reference critics: a norm there would hide contrast
+    assert isinstance(d[0][1], nn.Identity) and d[0][0].bias is not None and isinstance(d[1][1], norm)
+
+
+@pytest.mark.parametrize("norm", ["layer", "instance", "batch"])
+@pytest.mark.parametrize("arch", ["conv3", "k4"])
+def test_a_norm_on_the_input_layer_hides_contrast(norm, arch):
+    """Right after D's first (linear) conv, a norm divides out any positive scale of the input: with it
+    D(a x) = D(x) (per image for LayerNorm/InstanceNorm, per batch for BatchNorm), so G gets no signal
+    about contrast; model.d_input_norm=false takes it off (the k4 design never has BatchNorm there)."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    for input_norm in (True, False):
+        D = Discriminator(64, 16, norm, arch, input_norm=input_norm)
+        first = D[0]
+        normed = not isinstance(first[1], nn.Identity)
+        assert normed == (input_norm and not (arch == "k4" and norm == "batch"))
+        assert (first[0].bias is None) == normed  # the un-normalised input conv has its bias
+        gap = (D(0.3 * x) - D(x)).abs().max().item()
+        assert (gap < 1e-3) if normed else (gap > 1e-2), (input_norm, gap)
 
 
 @pytest.mark.parametrize("preset", ["dcgan-64-cpu", "began-64-cpu", "wgan-gp-64-cpu"])
