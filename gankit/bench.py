@@ -52,7 +52,7 @@ def plain_generator(z_dim=100, w=128):
 def plain_discriminator(w=128, norm="batch"):
     nl = (lambda c: nn.BatchNorm2d(c)) if norm == "batch" else (lambda c: nn.GroupNorm(1, c))  # LayerNorm critic
     return nn.Sequential(
-        nn.Conv2d(3, w, 3, 2, 1, bias=False), nl(w), nn.LeakyReLU(0.2),
+        nn.Conv2d(3, w, 3, 2, 1), nn.LeakyReLU(0.2),  # no norm on the input layer (DCGAN paper)
         nn.Conv2d(w, 2 * w, 3, 2, 1, bias=False), nl(2 * w), nn.LeakyReLU(0.2),
         nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nl(4 * w), nn.LeakyReLU(0.2),
         nn.Conv2d(4 * w, 8 * w, 3, 2, 1, bias=False), nl(8 * w), nn.LeakyReLU(0.2),

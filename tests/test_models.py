@@ -24,7 +24,13 @@ def test_conv3_64_matches_mission_table():
     convs = [m for m in nets["D"].modules() if isinstance(m, nn.Conv2d)]
     assert all(c.kernel_size == (3, 3) and c.stride == (2, 2) for c in convs)
     assert isinstance(nets["D"][-1][-1], nn.Linear)
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in nets["D"].modules()) == 4
+    # BatchNorm on every D layer but the input one, as the DCGAN paper (the table has one there too:
+    # model.d_input_norm=true)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in nets["D"].modules()) == 3
+    assert isinstance(nets["D"][0][1], nn.Identity) and nets["D"][0][0].bias is not None
+    table = load_preset("dcgan-64")
+    table.model.d_input_norm = True
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in build_networks(table)["D"].modules()) == 4
     assert all(m.negative_slope == 0.2 for m in nets["D"].modules() if isinstance(m, nn.LeakyReLU))
     assert isinstance(nets["G"][-1][-1], nn.Tanh)
 
