@@ -115,3 +115,14 @@ def test_preset_hyperparameters():
     # the twin keeps the algorithm (its learning rates may differ: tests/test_faithful.py checks the rest)
     assert cpu.gan == gp.gan and (cpu.optim.name, cpu.optim.beta1, cpu.optim.beta2) == (gp.optim.name, gp.optim.beta1, gp.optim.beta2)
     assert cpu.model.width < gp.model.width
+
+
+def test_runs_saved_before_d_input_norm_keep_their_networks():
+    """A config.json written before model.d_input_norm existed (no such key) rebuilds the networks it
+    trained, a norm on D's input layer, so its checkpoints still load and resume."""
+    from gankit.config import Config
+    d = load_preset("wgan-gp-64-cpu").to_dict()
+    assert d["model"].pop("d_input_norm") is False
+    old = Config.from_dict(d)
+    assert old.model.d_input_norm is True
+    assert isinstance(build_networks(old)["D"][0][1], nn.GroupNorm)
