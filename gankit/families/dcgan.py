@@ -60,10 +60,10 @@ class Discriminator(nn.Sequential):
         for i in range(_stages(res)):
             c_out = width * 2 ** i
             k = 3 if arch == "conv3" else 4
-            # D's input layer without a norm: always for BatchNorm in the k4 design (DCGAN paper), and
-            # for any norm with input_norm=False (model.d_input_norm: the WGAN and WGAN-GP reference
-            # critics). A per-image norm right after the first (linear) conv makes D(a x) = D(x) for
-            # every a > 0: the critic cannot see an image's contrast
+            # D's input layer without a norm: always for BatchNorm in the k4 design, and for any norm
+            # with input_norm=False (model.d_input_norm; the DCGAN paper, the WGAN and WGAN-GP reference
+            # critics). A norm right after the first (linear) conv makes D(a x) = D(x) for every a > 0,
+            # per image (LayerNorm, InstanceNorm) or per batch (BatchNorm): D cannot see contrast
             skip_norm = i == 0 and norm != "none" and (not input_norm or (arch == "k4" and norm == "batch"))
             layers.append(nn.Sequential(
                 Conv2d(c_in, c_out, k, stride=2, padding=1, bias=norm == "none" or skip_norm),
