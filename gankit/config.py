@@ -23,8 +23,8 @@ class ModelConfig:
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
     d_norm: str = "batch"  # batch | layer | instance | none
     # d_norm also on D's input layer, as the conv3 table has it (the k4 design never puts BatchNorm
-    # there: DCGAN paper); false = that layer un-normalised with a bias, as in the WGAN and WGAN-GP
-    # reference critics: a per-image norm there makes the critic blind to each image's contrast
+    # there); false = that layer un-normalised with a bias, as the DCGAN paper and the WGAN and WGAN-GP
+    # reference critics (every DCGAN and WGAN preset): a norm there makes D blind to contrast
     d_input_norm: bool = True
     g_norm: str = "batch"  # batch | none
     # initial weights: normal = N(0, 0.02), biases 0 (DCGAN paper; seed 000's Table 3 for DCGAN, WGAN
@@ -256,7 +256,8 @@ def _preset(description: str, family: str, arch: str, res: int, z_dim: int, widt
             algorithm: dict, g_norm: str = "batch", **sections: dict) -> tuple[str, dict]:
     """One row of the table: the networks, the batch, the algorithm's optimiser and losses."""
     fields = {k: dict(v) for k, v in algorithm.items()}
-    fields["model"] = dict(fields.get("model", {}), family=family, arch=arch, res=res, z_dim=z_dim, width=width, d_norm=d_norm, g_norm=g_norm)
+    fields["model"] = dict(fields.get("model", {}), family=family, arch=arch, res=res, z_dim=z_dim, width=width,
+                           d_norm=d_norm, g_norm=g_norm)
     fields["train"] = dict(batch=batch)
     for name, values in sections.items():
         fields[name] = dict(fields.get(name, {}), **values)
