@@ -239,11 +239,13 @@ NOT_TRAINING = {"max_minutes", "device", "precision", "channels_last", "compile"
 def drift(job: Job, run: Path) -> list[str]:
     """`section.key=value` for each training setting the run had that the job's preset and overrides
     no longer give."""
+    from .config import Config
     want = job.config.to_dict()
-    got = json.loads((run / "config.json").read_text())
+    # read as the run is rebuilt: a key its config.json predates takes the default it trained with
+    got = Config.from_dict(json.loads((run / "config.json").read_text())).to_dict()
     return [f"{section}.{key}={got[section][key]}" for section, fields in want.items() if isinstance(fields, dict)
             for key, value in fields.items() if not (section == "train" and key in NOT_TRAINING)
-            and key in got.get(section, {}) and got[section][key] != value]
+            and got[section][key] != value]
 
 
 def trained_ema(run: Path) -> bool:

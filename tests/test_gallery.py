@@ -118,3 +118,9 @@ def test_a_reused_run_of_an_older_preset_is_named(tmp_path):
     trained["gan"]["lambda_k"] = 0.001
     (tmp_path / "config.json").write_text(json.dumps(trained))
     assert drift(job, tmp_path) == ["gan.lambda_k=0.001"]
+    # a run saved before a key existed trained with that key's default: named when the preset differs
+    job = Job("celeba", "WGAN-GP", "wgan-gp-64-cpu", "d[:9]", "d[9:]", [])
+    trained = load_preset("wgan-gp-64-cpu").to_dict()
+    del trained["model"]["d_input_norm"]
+    (tmp_path / "config.json").write_text(json.dumps(trained))
+    assert drift(job, tmp_path) == ["model.d_input_norm=True"]
