@@ -132,7 +132,7 @@ def cmd_presets(args) -> None:
         aug = "+".join(k for k in ("flip", "rot90", "hsv") if getattr(cfg.augment, k)) or "none"
         print(f"{name:22s} {REGISTRY[cfg.model.family].describe(cfg)} batch={t.batch} {o.name} "
               f"lr={o.lr_g:g}/{o.lr_d:g} betas=({o.beta1:g},{o.beta2:g}){extra} aug={aug} steps={t.steps}"
-              + (f" ema={t.ema:g}" if t.ema else ""))
+              + (f" max_minutes={t.max_minutes:g}" if t.max_minutes else "") + (f" ema={t.ema:g}" if t.ema else ""))
         if args.verbose:
             print(f"{'':22s} {preset_description(name)}")
 

@@ -306,38 +306,43 @@ for _name in ("dcgan-64", "wgan-gp-64"):
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
 # CPU twins: same algorithm, smaller networks and batches, EMA of G on (off where it measured worse:
-# WGAN with clipping, BEGAN, VAE, VAE-GAN), and a length in steps that
-# trains in about 27 minutes on a 2-core AMD EPYC Zen 3 (AVX2, fp32: the slowest CPU the project has
-# seen; `python -m gankit.bench --throughput PRESET` measured s/step at 2 threads, BENCHMARKS.md).
+# WGAN with clipping, BEGAN, VAE, VAE-GAN), a length in steps that trains in about 26 minutes at 2
+# threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were last tuned on (`python -m
+# gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
+# slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes about twice as long per step).
+# The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
+CPU_MINUTES = 30.0
 _CPU_TWIN: dict[str, tuple] = {
-    "dcgan-64": (None, None, 7_500, {}),  # 0.207 s/step
-    "dcgan-k4-64": (None, None, 15_000, {}),  # 0.105
-    "dcgan-32": (None, None, 30_000, {}),  # 0.045
-    "dcgan-k4-32": (None, None, 40_000, {}),  # 0.030
-    # WGAN-64: width 16 (0.150 s/step; 32: 0.359) and four times the paper's RMSProp rate for a 27-minute
-    # run (held-out fd-celeba-attr10k 28.2 against 41.1 at twice the rate, BENCHMARKS.md)
+    "dcgan-64": (None, None, 15_000, {}),  # 0.103-0.124 s/step
+    "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
+    "dcgan-32": (None, None, 55_000, {}),  # 0.027
+    "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
+    # WGAN-64: width 16 (0.092 s/step; on a Zen 3 0.150, width 32 0.359) and four times the paper's
+    # RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2 against 41.1 at twice the rate,
+    # 10,500 steps, BENCHMARKS.md)
     # WGAN with clipping, no EMA: G itself 44.3 against its average's 60.7 (held-out fd-celeba-attr10k,
     # wgan-64-cpu, BENCHMARKS.md); wgan-32-cpu follows it unmeasured
-    "wgan-64": (16, None, 10_500, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), train=dict(ema=0.0))),
-    # WGAN-GP-64: width 16 (0.609 s/step; 32: 1.653) and Adam 2e-4 (0, 0.9) for a 27-minute run
-    "wgan-gp-64": (16, 64, 2_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
-    "wgan-32": (None, None, 20_000, dict(train=dict(ema=0.0))),  # 0.079
-    "wgan-gp-32": (None, None, 9_500, {}),  # 0.165
+    "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), train=dict(ema=0.0))),
+    # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
+    # half-hour run
+    "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
+    "wgan-32": (None, None, 25_000, dict(train=dict(ema=0.0))),  # 0.058
+    "wgan-gp-32": (None, None, 13_000, {}),  # 0.114
     # BEGAN: PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the
     # 20 unnormalised layers and the twin collapsed to one image (BENCHMARKS.md, issue 13). k_t's gain
     # lambda_k 0.01, ten times the paper's: k_t climbs at a rate per step, and in 6,000 steps (the paper
     # trains for hundreds of thousands) it had reached 0.08 and was still climbing; with 0.01 held-out
     # FD 136 against 156 (BENCHMARKS.md). No EMA: G itself scored better than its average in 8 of the 9
     # evaluations of the last 1,600 steps of two runs (at the end 120 against 136)
-    "began-64": (16, 16, 6_000, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.271 (an eighth of the width, a third of the batch)
-    "began-128": (16, 16, 1_500, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 1.069
+    "began-64": (16, 16, 12_000, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.129 (an eighth of the width, a third of the batch)
+    "began-128": (16, 16, 2_800, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.529
     # VAE and VAE-GAN: no EMA; the average raised their held-out distance (VAE 63.5 -> 67.7, VAE-GAN
     # 47.3 -> 55.7, fd-celeba-attr10k, BENCHMARKS.md), where it lowers DCGAN's (14.0 -> 10.6)
-    "vae-64": (None, None, 30_000, dict(train=dict(ema=0.0))),  # 0.040
-    "vaegan-64": (None, None, 9_000, dict(train=dict(ema=0.0))),  # 0.176
+    "vae-64": (None, None, 60_000, dict(train=dict(ema=0.0))),  # 0.026
+    "vaegan-64": (None, None, 15_000, dict(train=dict(ema=0.0))),  # 0.101-0.113
 }
-_CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]  # 0.192
+_CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
 _CPU_TWIN["wgan-gp-64-flowers"] = _CPU_TWIN["wgan-gp-64"]
 for _name in list(_PRESETS):
     _desc, _fields = _PRESETS[_name]
@@ -345,14 +350,14 @@ for _name in list(_PRESETS):
     _width, _batch, _steps, _other = _CPU_TWIN[_name]
     _twin["model"]["width"] = _width or max(16, _twin["model"]["width"] // 4)
     _twin["train"]["batch"] = _batch or max(32, _twin["train"]["batch"] // 2)
-    _twin["train"].update(steps=_steps, ema=0.999, sample_every=200, ckpt_every=500)
+    _twin["train"].update(steps=_steps, max_minutes=CPU_MINUTES, ema=0.999, sample_every=200, ckpt_every=500)
     for _section, _values in _other.items():
         _twin[_section].update(_values)
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}, "
-                                f"{_steps:,} steps (~27 min on a 2-core Zen 3), "
+                                f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
                                 f"{', lambda_k %g' % _other['gan']['lambda_k'] if 'lambda_k' in _other.get('gan', {}) else ''}",

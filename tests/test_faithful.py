@@ -212,7 +212,7 @@ def test_celeba_crop_at_128_is_never_enlarged(tmp_path):
 def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
     """A `-cpu` twin may change sizes, learning rates, its length and EMA, never the algorithm."""
     from gankit.config import preset_names
-    tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "ema"),
+    tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "max_minutes"), ("train", "ema"),
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
                ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
                ("gan", "lambda_k")}  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
@@ -227,4 +227,6 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
         no_ema = cpu["model"]["family"] in ("vae", "vaegan", "began") or cpu["gan"]["clip"] > 0
         want_ema = 0.0 if no_ema else 0.999
         assert cpu["train"]["ema"] == want_ema and cpu["train"]["steps"] != full["train"]["steps"], twin
+        # its steps are the budget on the CPU it was tuned on; the time limit stops a slower CPU by itself
+        assert cpu["train"]["max_minutes"] == 30 and full["train"]["max_minutes"] == 0, twin
         assert cpu["optim"]["lr_g"] / cpu["optim"]["lr_d"] == full["optim"]["lr_g"] / full["optim"]["lr_d"], twin

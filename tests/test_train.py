@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from gankit.cli import main
+from gankit.config import load_preset
 from gankit.data import prepare, to_float
 from gankit.training import Trainer
 from gankit.training.checkpoint import load_latest
@@ -67,6 +68,19 @@ def test_resume_after_interrupted_run_drops_lost_metrics(toy32, tmp_path):
     r = Trainer.resume(t.run_dir, progress=False)
     assert r.step == 2
     assert max(json.loads(line)["step"] for line in (t.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_time_limit_stops_the_run_with_a_checkpoint(toy32, tmp_path):
+    """train.max_minutes (30 in every CPU twin) ends a run before its steps, resumable where it stopped."""
+    assert load_preset("dcgan-32-cpu").train.max_minutes == 30
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=1000", "train.max_minutes=1e-6"), str(toy32), tmp_path,
+                    progress=False)
+    t.run()
+    assert t.step < 1000  # (the limit is checked before each step: here before the first)
+    assert weights(t.run_dir)[1] == t.step
+    r = Trainer.resume(t.run_dir, ["train.max_minutes=0", f"train.steps={t.step + 2}"], progress=False)
+    r.run()
+    assert r.step == t.step + 2 == weights(t.run_dir)[1]
 
 
 def test_run_folder_contents_and_sample_cli(toy32, tmp_path):
