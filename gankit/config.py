@@ -335,7 +335,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # trains for hundreds of thousands) it had reached 0.08 and was still climbing; with 0.01 held-out
     # FD 136 against 156 (BENCHMARKS.md). No EMA: G itself scored better than its average in 8 of the 9
     # evaluations of the last 1,600 steps of two runs (at the end 120 against 136)
-    "began-64": (16, 16, 12_000, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.129 (an eighth of the width, a third of the batch)
+    # (an eighth of the width, a third of the batch)
+    "began-64": (16, 16, 12_000, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.129
     "began-128": (16, 16, 2_800, dict(model=dict(init="default"), gan=dict(lambda_k=0.01), train=dict(ema=0.0))),  # 0.529
     # VAE and VAE-GAN: no EMA; the average raised their held-out distance (VAE 63.5 -> 67.7, VAE-GAN
     # 47.3 -> 55.7, fd-celeba-attr10k, BENCHMARKS.md), where it lowers DCGAN's (14.0 -> 10.6)
@@ -355,12 +356,13 @@ for _name in list(_PRESETS):
         _twin[_section].update(_values)
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
+    _gain = f", lambda_k {_other['gan']['lambda_k']:g}" if "lambda_k" in _other.get("gan", {}) else ""
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}, "
                                 f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
-                                f"{', lambda_k %g' % _other['gan']['lambda_k'] if 'lambda_k' in _other.get('gan', {}) else ''}",
+                                f"{_gain}",
                                 _twin)
 
 

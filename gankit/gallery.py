@@ -6,8 +6,8 @@
 CelebA-64: each family trains on the first 9,000 faces (`DATA[:9000]`) and is scored on the held-out
 rest (`DATA[9000:]`) in gankit's CelebA feature space (fd-celeba-attr10k and kd-celeba-attr10k).
 Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (colour, translation, cutout with ADA's
-adaptive probability for the GAN losses with a sign; translation and cutout, fixed, for BEGAN), scored against the whole set in the flowers' feature
-space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
+adaptive probability for the GAN losses with a sign; translation and cutout, fixed, for BEGAN),
+scored against the whole set in the flowers' feature space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
 reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
 side, labelled) and a Markdown table (family, preset, whether the samples come from G's moving
 average or G itself, steps, images, wall and CPU minutes, CPU, FD, KD, precision/recall and
@@ -171,7 +171,8 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": sampled_ema, "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
+    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": sampled_ema,
+           "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
     cached.write_text(json.dumps(out, indent=1))
@@ -203,10 +204,11 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
                  f"fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
-            extra_text = augmentation(run)
-            table.append(f"| {job.label} | {job.preset}{extra_text} | {'EMA' if job.ema and trained_ema(run) else 'G'} | "
+            cpu_minutes = "?" if done.get("cpu_minutes") is None else done["cpu_minutes"]
+            ema = m["ema"] if "ema" in m else job.ema and trained_ema(run)  # (a score cached before "ema")
+            table.append(f"| {job.label} | {job.preset}{augmentation(run)} | {'EMA' if ema else 'G'} | "
                          f"{done['step']:,} | {done['images']:,} | "
-                         f"{done['minutes']} | {'?' if done.get('cpu_minutes') is None else done['cpu_minutes']} | {done.get('cpu', '?')}, "
+                         f"{done['minutes']} | {cpu_minutes} | {done.get('cpu', '?')}, "
                          f"{threads_text(done.get('threads'))} | "
                          f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
                          f"{m['density']:.3f} | {m['coverage']:.3f} |")
