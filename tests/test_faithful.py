@@ -36,6 +36,18 @@ def test_translation_and_cutout_move_and_blank_pixels_exactly():
     assert blanked.max() == 64 and (blanked == 64).float().mean() > 0.2 and blanked.min() >= 16
 
 
+def test_color_is_the_references_three_passes():
+    # DiffAugment's reference: brightness, then saturation about the channel mean, then contrast about
+    # the image mean, each with its own U[0, 1] draw per image in that order
+    x = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    g = torch.Generator().manual_seed(6)
+    b, s, c = (torch.rand(32, 1, 1, 1, generator=g).double() for _ in range(3))
+    ref = x + (b - 0.5)
+    ref = (ref - ref.mean(1, keepdim=True)) * (s * 2) + ref.mean(1, keepdim=True)
+    ref = (ref - ref.mean((1, 2, 3), keepdim=True)) * (c + 0.5) + ref.mean((1, 2, 3), keepdim=True)
+    assert torch.allclose(color(x, torch.Generator().manual_seed(6)), ref, atol=1e-6)
+
+
 def _inside(dy, dx, n):
     m = torch.zeros(n, n)
     m[max(dy, 0):n + min(dy, 0), max(dx, 0):n + min(dx, 0)] = 1

@@ -40,23 +40,27 @@ def _rand(n: int, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 
 def color(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
     n = x.shape[0]
-    x = x + (_rand(n, x, gen) - 0.5)
-    mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_rand(n, x, gen) * 2) + mean
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_rand(n, x, gen) + 0.5) + mean
+    b, s, c = _rand(n, x, gen) - 0.5, _rand(n, x, gen) * 2, _rand(n, x, gen) + 0.5
+    # brightness + b, saturation x s about each pixel's channel mean, contrast x c about the image mean,
+    # as the reference's three passes folded into one: saturation keeps each pixel's channel mean, so
+    # the image mean after brightness and saturation is the input's plus b
+    pixel_mean = x.mean(dim=1, keepdim=True)
+    image_mean = pixel_mean.mean(dim=(2, 3), keepdim=True)
+    return (x - pixel_mean) * (s * c) + (pixel_mean - image_mean) * c + (image_mean + b)
 
 
 def translation(x: torch.Tensor, gen: torch.Generator | None = None, ratio: float = 0.125) -> torch.Tensor:
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     ty = torch.randint(-sy, sy + 1, (n, 1), generator=gen, device=x.device)
     tx = torch.randint(-sx, sx + 1, (n, 1), generator=gen, device=x.device)
-    padded = F.pad(x, [sx, sx, sy, sy])
+    # one gather over the zero-padded image, channels last (its backward is a scatter-add, several
+    # times cheaper than advanced indexing's; the result keeps the channels-last layout convs prefer)
+    padded = F.pad(x.permute(0, 2, 3, 1), [0, 0, sx, sx, sy, sy])  # (n, h + 2 sy, w + 2 sx, c)
     iy = torch.arange(h, device=x.device)[None] + sy - ty  # (n, h): rows of the padded image
     ix = torch.arange(w, device=x.device)[None] + sx - tx
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded[batch, :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)  # (n, h, w, c) -> nchw
+    where = (iy[:, :, None] * (w + 2 * sx) + ix[:, None, :]).view(n, h * w, 1).expand(n, h * w, c)
+    return padded.reshape(n, -1, c).gather(1, where).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def cutout(x: torch.Tensor, gen: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
