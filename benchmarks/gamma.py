@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from gankit.config import apply_overrides, load_preset
+from gankit.gallery import Job, drift
 from gankit.metrics.registry import (KINDS, MetricSpec, evaluate_many, features_of, generator_batches,
                                      load_features, reference_features)
 from gankit.run import load_run
@@ -77,12 +78,12 @@ def main() -> None:
     for gamma in gammas:
         run = run_for(gamma, train, Path(args.runs), reuse)
         family, record = load_run(run)
-        want = apply_overrides(load_preset("began-64-cpu"), [f"gan.gamma={gamma}"])
-        for key in ("gamma", "lambda_k"):  # a run of an older preset is another experiment
-            got = getattr(family.cfg.gan, key)
-            if got != getattr(want.gan, key):
-                raise SystemExit(f"{run}: trained with gan.{key}={got:g}, the preset now says "
-                                 f"{getattr(want.gan, key):g}; move it away or --reuse another run")
+        job = Job("celeba", f"gamma {gamma:g}", "began-64-cpu", train, ref, [f"gan.gamma={gamma}"])
+        want = job.config
+        changed = drift(job, run)  # a run of an older preset is another experiment
+        if changed:
+            raise SystemExit(f"{run}: trained with {', '.join(changed)}, which the preset no longer gives; "
+                             f"move it away or --reuse another run")
         family.use_ema = want.train.ema > 0  # as the preset samples (G itself where it keeps no average)
         use_ema.append(family.use_ema)
         gen = torch.Generator().manual_seed(0)

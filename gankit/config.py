@@ -306,15 +306,14 @@ for _name in ("dcgan-64", "wgan-gp-64"):
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
 # CPU twins: same algorithm, smaller networks and batches, EMA of G on (off where it measured worse:
-# WGAN with clipping, BEGAN, VAE, VAE-GAN), a length in steps that trains in about 26 minutes at 2
+# WGAN with clipping, VAE, VAE-GAN), a length in steps that trains in about 26 minutes at 2
 # threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were last tuned on (`python -m
 # gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
 # slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes about twice as long per step).
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
 CPU_MINUTES = 30.0
-_BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01),
-                   train=dict(ema=0.0))
+_BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
     "dcgan-64": (None, None, 15_000, {}),  # 0.103-0.124 s/step
     "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
@@ -335,10 +334,11 @@ _CPU_TWIN: dict[str, tuple] = {
     # 20 unnormalised layers and the twin collapsed to one image (BENCHMARKS.md, issue 13). k_t's gain
     # lambda_k 0.01, ten times the paper's: k_t climbs at a rate per step, and in 6,000 steps (the paper
     # trains for hundreds of thousands) it had reached 0.08 and was still climbing; with 0.01 held-out
-    # FD 136 against 156 (BENCHMARKS.md). No EMA: G itself scored better than its average in 8 of the 9
-    # evaluations of the last 1,600 steps of two runs (at the end 120 against 136). Adam 3e-4, three
-    # times the paper's rate (still halved when M_global stalls): held-out FD 109 against 120 at 6,000
-    # steps, recognisable faces at 10,000 where the paper's rate gave blurry look-alikes (BENCHMARKS.md;
+    # FD 136 against 156 (BENCHMARKS.md). Adam 3e-4, three times the paper's rate (still halved when
+    # M_global stalls): held-out FD 109 against 120 at 6,000 steps, 53 at 12,000, recognisable faces
+    # where the paper's rate gave blurry look-alikes. EMA on again: at the paper's rate G itself beat
+    # its average (120 against 136), at 3e-4 G's FD swings between evaluations (56, 72, 53, 55, 63) and
+    # its average is steadier and better (51.5 against 63.2 at 14,000 steps) (BENCHMARKS.md;
     # began-128-cpu follows unmeasured)
     # (an eighth of the width, a third of the batch)
     "began-64": (16, 16, 12_000, _BEGAN_TWIN),  # 0.129

@@ -90,7 +90,7 @@ def test_flowers_plan_gives_began_no_colour_transform(tmp_path):
     jobs = {j.label: j for j in plan(None, str(tmp_path), None, [])}
     assert "augment.diffaug=translation,cutout" in jobs["BEGAN"].overrides
     assert not any(o.startswith("augment.ada_target") for o in jobs["BEGAN"].overrides)
-    assert not jobs["BEGAN"].ema and jobs["DCGAN"].ema and jobs["WGAN-GP"].ema  # as their presets sample
+    assert jobs["BEGAN"].ema and jobs["DCGAN"].ema and jobs["WGAN-GP"].ema  # as their presets sample (EMA)
     for label in ("DCGAN", "WGAN-GP"):
         assert "augment.diffaug=color,translation,cutout" in jobs[label].overrides
         assert "augment.ada_target=0.6" in jobs[label].overrides
