@@ -346,7 +346,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # VAE: no EMA, the average raised its held-out distance (63.5 -> 67.7, fd-celeba-attr10k); width 32,
     # half the full preset's, not a quarter: the width-16 VAE had stopped improving with steps (63.5 at
     # 30,000, 62.5 at 40,000) and width 32 reached 56.9 in the same CPU time (BENCHMARKS.md)
-    "vae-64": (32, None, 26_000, dict(train=dict(ema=0.0))),  # ~0.06
+    "vae-64": (32, None, 30_000, dict(train=dict(ema=0.0))),  # 0.051 (width 16: 0.024)
     # VAE-GAN: EMA on. The average measured worse in the three-step order (55.7 against G's 47.3), better
     # in Algorithm 1, the presets' order (BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
