@@ -5,8 +5,8 @@
 
 CelebA-64: each family trains on the first 9,000 faces (`DATA[:9000]`) and is scored on the held-out
 rest (`DATA[9000:]`) in gankit's CelebA feature space (fd-celeba-attr10k and kd-celeba-attr10k).
-Flowers at 64 px: DCGAN, WGAN-GP and BEGAN with DiffAugment (colour, translation, cutout with ADA's
-adaptive probability for the GAN losses with a sign; translation and cutout, fixed, for BEGAN),
+Flowers at 64 px: DCGAN and WGAN-GP with DiffAugment (colour, translation, cutout with ADA's adaptive
+probability), BEGAN with flips of the real images (its energy D takes no DiffAugment well, below),
 scored against the whole set in the flowers' feature space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
 reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
 side, labelled) and a Markdown table (family, preset, whether the samples come from G's moving
@@ -30,10 +30,12 @@ CELEBA_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN (clipping)": "wgan-64-cpu", "W
 FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 DIFFAUG = ["augment.diffaug=color,translation,cutout"]
 ADA = ["augment.ada_target=0.6", "augment.p=0"]
-# BEGAN: no colour transform. Its D is an autoencoder, and with random saturation among the transforms
-# a grey image reconstructs as well as a coloured one: BEGAN's flowers stayed grey for 6,000 steps with
-# colour, and were yellow on green without it (BENCHMARKS.md)
-BEGAN_DIFFAUG = ["augment.diffaug=translation,cutout"]
+# BEGAN: flips of the real flowers (a flower's mirror image is a flower), no DiffAugment. Its D is an
+# autoencoder and G lowers D's reconstruction error of what D sees, so what D reconstructs well from
+# augmented reals is cheap for G: with DiffAugment's colour transform BEGAN's flowers stayed grey, with
+# translation and cutout they were grey or yellow blobs; with flips, yellow, white and purple blooms
+# (BENCHMARKS.md)
+BEGAN_AUG = ["augment.flip=true"]
 HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
 FIGURE_SAMPLES = 20  # per family: six families of 5 x 4 samples keep the CelebA figure under 1 MiB
 
@@ -87,7 +89,7 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
     if flowers:
         for label, preset in FLOWER_FAMILIES.items():
             if wanted(label, preset):
-                aug = BEGAN_DIFFAUG if preset.startswith("began") else DIFFAUG + ADA
+                aug = BEGAN_AUG if preset.startswith("began") else DIFFAUG + ADA
                 jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra)))
     if not jobs:
         raise GankitError("gallery: nothing to do (give --celeba and/or --flowers, and families that exist: "
@@ -223,12 +225,15 @@ def threads_text(threads: int | None) -> str:
 
 
 def augmentation(run: Path) -> str:
-    """What the run's config adds to its preset's name in the table: DiffAugment (with ADA's target)."""
+    """What the run's config adds to its preset's name in the table: the real images' flips, turns and
+    HSV jitter, and DiffAugment (with ADA's target)."""
     a = json.loads((run / "config.json").read_text())["augment"]
+    real = [name for key, name in (("flip", "flips"), ("rot90", "90-degree turns"), ("hsv", "HSV jitter")) if a.get(key)]
+    text = f" + {', '.join(real)} of the real images" if real else ""
     if not a.get("diffaug"):
-        return ""
-    return f" + DiffAugment ({a['diffaug']}" + (f", ADA target {a['ada_target']:g})" if a.get("ada_target") else
-                                                f", p {a.get('p', 1):g})")
+        return text
+    return text + f" + DiffAugment ({a['diffaug']}" + (f", ADA target {a['ada_target']:g})" if a.get("ada_target")
+                                                       else f", p {a.get('p', 1):g})")
 
 
 # settings that leave the trained generator as it is: how a run reports, stores and where it runs

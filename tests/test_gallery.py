@@ -81,14 +81,17 @@ def test_table_names_the_augmentation_the_run_trained_with(tmp_path):
                                ("translation", 0.0, " + DiffAugment (translation, p 1)")):
         (tmp_path / "config.json").write_text(json.dumps({"augment": {"diffaug": diffaug, "ada_target": ada, "p": 1.0}}))
         assert augmentation(tmp_path) == want
+    (tmp_path / "config.json").write_text(json.dumps({"augment": {"diffaug": "", "flip": True, "hsv": True}}))
+    assert augmentation(tmp_path) == " + flips, HSV jitter of the real images"
 
 
-def test_flowers_plan_gives_began_no_colour_transform(tmp_path):
-    """BEGAN's autoencoder D reconstructs a grey image as well as a coloured one under random
-    saturation, so its flowers train with translation and cutout only; the other GANs with all three and ADA."""
+def test_flowers_plan_gives_began_flips_and_the_other_gans_diffaugment(tmp_path):
+    """BEGAN's energy D makes what it reconstructs well from augmented reals cheap for G (grey images
+    under random saturation, blobs under cutout), so its flowers train on flipped real images with no
+    DiffAugment; the other GANs with all three transforms and ADA."""
     from gankit.gallery import plan
     jobs = {j.label: j for j in plan(None, str(tmp_path), None, [])}
-    assert "augment.diffaug=translation,cutout" in jobs["BEGAN"].overrides
+    assert jobs["BEGAN"].config.augment.flip and not jobs["BEGAN"].config.augment.diffaug
     assert not any(o.startswith("augment.ada_target") for o in jobs["BEGAN"].overrides)
     assert jobs["BEGAN"].ema and jobs["DCGAN"].ema and jobs["WGAN-GP"].ema  # as their presets sample (EMA)
     for label in ("DCGAN", "WGAN-GP"):
