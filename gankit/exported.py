@@ -45,7 +45,7 @@ def export(run: str | Path, out: str | Path, n: int = 64, seed: int = 0, overwri
         raise GankitError(f"export: {out} exists and is not empty (choose another folder or pass --overwrite)")
     family, record = load_run(run)
     weights = "ema" if family.ema is not None else "G"
-    generator = family.ema if family.ema is not None else family.nets["G"]
+    generator = family.average() if family.ema is not None else family.nets["G"]
     tensors = {f"generator.{k}": v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
     if family.has_encoder:
         tensors.update({f"encoder.{k}": v.detach().contiguous().cpu() for k, v in family.nets["E"].state_dict().items()})

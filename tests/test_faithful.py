@@ -138,6 +138,43 @@ def test_ema_ramp_forgets_the_random_start():
     assert ramp_gap < 1e-3 and flat_gap > 0.9
 
 
+def test_the_average_estimates_batchnorm_statistics_of_its_own():
+    """G's running statistics describe G's activations, not the average's: the average re-estimates its
+    own before it samples (copying G's is what train.ema_bn_images=0 keeps)."""
+    def bn_inputs(net, z):  # the per-channel variance each BatchNorm of `net` sees for codes z (eval mode)
+        seen, hooks = [], [m.register_forward_hook(lambda m, x, y: seen.append(x[0].float().var((0, 2, 3))))
+                            for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        with torch.no_grad():
+            net.eval()(z)
+        for h in hooks:
+            h.remove()
+        return seen
+
+    for images in (1024, 0):
+        fam = build_family(tiny("dcgan-32-cpu", "train.ema=0.5", "train.ema_rampup=0",
+                                f"train.ema_bn_images={images}"), torch.device("cpu"), None)
+        g = fam.nets["G"]
+        with torch.no_grad():
+            for p in g.parameters():
+                p.mul_(3.0)  # G moves away from the average's start ...
+            for seed in range(20):  # ... and its statistics follow it
+                g.train()(fam.sample_z(64, torch.Generator().manual_seed(seed)))
+        fam.update_ema()  # the average is halfway between
+        avg = fam.average()
+        bns = [m for m in avg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        g_vars = [m.running_var for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        if images == 0:
+            assert all(torch.equal(b.running_var, v) for b, v in zip(bns, g_vars))
+            continue
+        fresh = bn_inputs(avg, fam.sample_z(2048, torch.Generator().manual_seed(99)))
+        # each layer's statistics are the average's own activations (fresh codes: up to sampling error),
+        # and far from G's
+        for b, var, g_var in zip(bns, fresh, g_vars):
+            assert ((b.running_var - var).abs() / var).max() < 0.15
+            assert ((b.running_var - g_var).abs() / var).min() > 0.5
+        assert fam.state_dict()["ema_bn"]  # a checkpoint records that its statistics are the average's
+
+
 def test_prior_option():
     for preset, default in (("dcgan-32-cpu", "normal"), ("began-64-cpu", "uniform")):
         assert build_family(tiny(preset, "model.res=32"), torch.device("cpu"), None).prior == default

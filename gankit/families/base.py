@@ -66,6 +66,7 @@ class Family:
         self.fast: dict[str, nn.Module] = {}
         self.ema: nn.Module | None = None  # moving average of G (train.ema > 0)
         self.use_ema = True  # sampling uses the average when there is one
+        self._ema_bn_stale = False  # the average's weights changed since its BatchNorm statistics were estimated
         # called as hook(net name, its parameters with gradients) before every optimizer step (see `apply`)
         self.step_hooks: list[Callable[[str, list[torch.Tensor]], None]] = []
         if cfg.model.prior:
@@ -105,13 +106,33 @@ class Family:
 
     @torch.no_grad()
     def update_ema(self, step: int | None = None) -> None:
-        """ema <- decay * ema + (1 - decay) * G, parameters in place; buffers (BatchNorm statistics) copied."""
+        """ema <- decay * ema + (1 - decay) * G, parameters in place. Its BatchNorm statistics are
+        re-estimated from the average itself when it is next used (`average`), or copied from G with
+        train.ema_bn_images=0."""
         if self.ema is None:
             return
         g = self.nets["G"]
         torch._foreach_lerp_(list(self.ema.parameters()), list(g.parameters()), 1.0 - self.ema_decay(step))
-        for b_ema, b in zip(self.ema.buffers(), g.buffers()):
-            b_ema.copy_(b)
+        if self.cfg.train.ema_bn_images > 0:
+            self._ema_bn_stale = True
+        else:
+            for b_ema, b in zip(self.ema.buffers(), g.buffers()):
+                b_ema.copy_(b)
+
+    @torch.no_grad()
+    def average(self) -> nn.Module:
+        """The moving average of G, ready to sample: when its weights changed since, its BatchNorm
+        running statistics are first re-estimated from its own outputs (train mode, a cumulative mean
+        over train.ema_bn_images codes of a fixed seed, in batches of train.batch; torch's SWA
+        update_bn). Deterministic, so every use and every rank sees the same statistics."""
+        if self._ema_bn_stale:
+            self._ema_bn_stale = False
+            batch, n = self.cfg.train.batch, self.cfg.train.ema_bn_images
+            gen = torch.Generator(self.device).manual_seed(0x5EED)
+            codes = (self.sample_z(min(batch, n - i), gen) for i in range(0, n, batch))
+            with self.amp():
+                torch.optim.swa_utils.update_bn(codes, self.ema)
+        return self.ema
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         o = self.cfg.optim
@@ -222,7 +243,7 @@ class Family:
         moving average of G when there is one and `use_ema`."""
         if self.ema is not None and self.use_ema:
             with self.amp():
-                return self.ema(z).float()
+                return self.average()(z).float()
         g = self.nets["G"]
         was_training = g.training
         g.eval()
@@ -246,7 +267,8 @@ class Family:
         if self.diffaug:
             state["augment"] = self.ada.state()
         if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = self.average().state_dict()
+            state["ema_bn"] = self.cfg.train.ema_bn_images > 0  # its statistics are its own
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -266,3 +288,5 @@ class Family:
             self.ada.load(state["augment"])
         if self.ema is not None:  # a run that turns the average on when resumed starts it from G
             self.ema.load_state_dict(state["ema"] if "ema" in state else self.nets["G"].state_dict())
+            # a checkpoint written before the statistics were re-estimated holds G's: estimate them again
+            self._ema_bn_stale = self.cfg.train.ema_bn_images > 0 and not state.get("ema_bn")
