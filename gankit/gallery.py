@@ -161,11 +161,15 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     cached = run / "gallery-metrics.json"
     keys = ("fd", "kd", "precision", "recall", "density", "coverage")
     sampled_ema = job.ema and trained_ema(run)  # the generator the samples come from
+    # how the average's BatchNorm statistics were made: 0 = copied from G (every score cached before
+    # the average estimated its own, whose "ema_bn" is missing)
+    ema_bn = _ema_bn(run) if sampled_ema else None
     if cached.exists():
         old = json.loads(cached.read_text())
         # the same samples (step, average or G) against the same images, however the path was written
-        if ((old.get("n"), old.get("step"), _ref_key(old.get("ref")), old.get("ema", trained_ema(run))) ==
-                (n, _step(run), _ref_key(job.ref), sampled_ema) and all(k in old for k in keys)):
+        if ((old.get("n"), old.get("step"), _ref_key(old.get("ref")), old.get("ema", trained_ema(run)),
+             old.get("ema_bn", 0) if sampled_ema else None) ==
+                (n, _step(run), _ref_key(job.ref), sampled_ema, ema_bn) and all(k in old for k in keys)):
             return old
     family, _ = load_run(run)
     family.use_ema = job.ema  # a run trained with an average the preset no longer keeps is scored as G itself
@@ -173,7 +177,7 @@ def score(job: Job, run: Path, feature_net: str, n: int) -> dict:
     specs = [MetricSpec(f"{m}-{feature_net}", KINDS[m], feature_net, n) for m in ("fd", "kd", "pr", "dc")]
     fd, kd, pr, dc = evaluate_many(specs,
                                    lambda m: family.generate(family.sample_z(m, gen)), job.ref)
-    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": sampled_ema,
+    out = {"n": n, "step": _step(run), "ref": _ref_key(job.ref), "ema": sampled_ema, "ema_bn": ema_bn,
            "n_reference": fd["n_reference"], "features": fd["features"], "fd": fd["value"],
            "kd": kd["value"], "kd_std": kd["std"], **{x: pr[x] for x in ("precision", "recall")},
            **{x: dc[x] for x in ("density", "coverage")}}
@@ -262,6 +266,15 @@ def trained_ema(run: Path) -> bool:
     found = list_checkpoints(run / "checkpoints")
     cfg = json.loads(found[-1].read_text())["config"] if found else json.loads((run / "config.json").read_text())
     return cfg["train"]["ema"] > 0
+
+
+def _ema_bn(run: Path) -> int:
+    """The run's train.ema_bn_images, as load_run builds it (a key its config predates takes the default)."""
+    from .config import Config
+    from .training.checkpoint import list_checkpoints
+    found = list_checkpoints(run / "checkpoints")
+    cfg = json.loads(found[-1].read_text())["config"] if found else json.loads((run / "config.json").read_text())
+    return Config.from_dict(cfg).train.ema_bn_images
 
 
 def _ref_key(ref: str | None) -> str | None:

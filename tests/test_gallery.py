@@ -51,10 +51,16 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     assert rows == {"DCGAN": "EMA", "BEGAN": "EMA", "VAE": "G"}
     scores = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
               for f in ("dcgan", "vae")}
-    # a preset without the average scores a run that kept one as G itself: the same run, rescored
     import gankit.metrics.registry as registry
     scored, evaluate_many = [], registry.evaluate_many
     monkeypatch.setattr(registry, "evaluate_many", lambda *a, **k: scored.append(a[2]) or evaluate_many(*a, **k))
+    # a score cached before the average estimated its own BatchNorm statistics is the old average's: rescored
+    cached = next((tmp_path / "runs" / "celeba-dcgan").glob("*/gallery-metrics.json"))
+    assert scores["dcgan"]["ema_bn"] == 1024 and scores["vae"]["ema_bn"] is None
+    cached.write_text(json.dumps({k: v for k, v in scores["dcgan"].items() if k != "ema_bn"}))
+    assert main(argv) == 0 and len(scored) == 1 and json.loads(cached.read_text()) == scores["dcgan"]
+    scored.clear()
+    # a preset without the average scores a run that kept one as G itself: the same run, rescored
     assert main(argv + ["--set", "train.ema=0"]) == 0
     assert len(scored) == 4  # DCGAN's and BEGAN's CelebA and flowers runs; the VAE kept no average: cached
     again = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
