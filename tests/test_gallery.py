@@ -46,9 +46,12 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     capsys.readouterr()
     assert main(argv) == 0
     assert len(list((tmp_path / "runs").glob("*/*/run.json"))) == 5  # 3 CelebA + 2 flowers runs, none new
-    # each row is drawn from what its preset samples: DCGAN's and BEGAN's average, G itself for the VAE
+    # each row is drawn from what its preset samples: G's average where the preset keeps one, else G
+    from gankit.config import load_preset
+    from gankit.gallery import CELEBA_FAMILIES, FLOWER_FAMILIES
     rows = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in table[2:]}
-    assert rows == {"DCGAN": "EMA", "BEGAN": "EMA", "VAE": "G"}
+    keeps = {label: load_preset(CELEBA_FAMILIES[label]).train.ema > 0 for label in rows}
+    assert rows == {label: "EMA" if keeps[label] else "G" for label in rows} and any(keeps.values())
     scores = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
               for f in ("dcgan", "vae")}
     import gankit.metrics.registry as registry
@@ -56,19 +59,23 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     monkeypatch.setattr(registry, "evaluate_many", lambda *a, **k: scored.append(a[2]) or evaluate_many(*a, **k))
     # a score cached before the average estimated its own BatchNorm statistics is the old average's: rescored
     cached = next((tmp_path / "runs" / "celeba-dcgan").glob("*/gallery-metrics.json"))
-    assert scores["dcgan"]["ema_bn"] == 1024 and scores["vae"]["ema_bn"] is None
+    assert scores["dcgan"]["ema_bn"] == 1024 and scores["vae"]["ema_bn"] == (1024 if keeps["VAE"] else None)
     cached.write_text(json.dumps({k: v for k, v in scores["dcgan"].items() if k != "ema_bn"}))
     assert main(argv) == 0 and len(scored) == 1 and json.loads(cached.read_text()) == scores["dcgan"]
     scored.clear()
     # a preset without the average scores a run that kept one as G itself: the same run, rescored
     assert main(argv + ["--set", "train.ema=0"]) == 0
-    assert len(scored) == 4  # DCGAN's and BEGAN's CelebA and flowers runs; the VAE kept no average: cached
+    # every run that kept an average (DCGAN's and BEGAN's flowers runs too); one without it: cached
+    flowers_keep = [load_preset(FLOWER_FAMILIES[f]).train.ema > 0 for f in ("DCGAN", "BEGAN")]
+    assert len(scored) == sum(keeps.values()) + sum(flowers_keep)
     again = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
              for f in ("dcgan", "vae")}
     assert "| DCGAN | dcgan-64-cpu | G |" in (tmp_path / "out" / "gallery-celeba.md").read_text()
     assert (scores["dcgan"]["ema"], again["dcgan"]["ema"]) == (True, False)
     assert again["dcgan"]["fd"] != scores["dcgan"]["fd"]  # G's distance, not the average's
-    assert again["vae"] == scores["vae"]  # no average to leave out: the cached score
+    assert (again["vae"] == scores["vae"]) != keeps["VAE"]  # G's score is the cached one when there was no average
+    scored.clear()
+    assert main(argv + ["--set", "train.ema=0"]) == 0 and scored == []  # G's scores, cached
 
 
 def test_gallery_needs_data_and_known_families(tmp_path, capsys):
