@@ -314,8 +314,7 @@ for _name in ("dcgan-64", "wgan-gp-64"):
     _PRESETS[_name + "-flowers"] = (_desc + "; flips, 90-degree rotations and HSV jitter on (flowers)",
                                     dict(_fields, augment=dict(flip=True, rot90=True, hsv=True)))
 
-# CPU twins: same algorithm, smaller networks and batches, EMA of G on (off where it measured worse:
-# WGAN with clipping), a length in steps that trains in about 26 minutes at 2
+# CPU twins: same algorithm, smaller networks and batches, EMA of G on, a length in steps that trains in about 26 minutes at 2
 # threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were last tuned on (`python -m
 # gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
 # slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes about twice as long per step).
@@ -324,20 +323,22 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 CPU_MINUTES = 30.0
 _BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
-    "dcgan-64": (None, None, 15_000, {}),  # 0.103-0.124 s/step
+    # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
+    # against 7.77 at a constant rate (BENCHMARKS.md); the other DCGAN twins follow unmeasured
+    "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
     "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
     # WGAN-64: width 16 (0.092 s/step; on a Zen 3 0.150, width 32 0.359) and four times the paper's
     # RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2 against 41.1 at twice the rate,
-    # 10,500 steps, BENCHMARKS.md)
-    # WGAN with clipping, no EMA: G itself 44.3 against its average's 60.7 (held-out fd-celeba-attr10k,
-    # wgan-64-cpu, BENCHMARKS.md); wgan-32-cpu follows it unmeasured
-    "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), train=dict(ema=0.0))),
+    # 10,500 steps, BENCHMARKS.md). EMA on: with BatchNorm statistics of its own the average scored
+    # 20.1 at the twin's 17,000 steps (G 21.0 at 2,000 samples; with G's statistics copied the average
+    # had measured far worse than G, BENCHMARKS.md); wgan-32-cpu follows it unmeasured
+    "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
     "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
-    "wgan-32": (None, None, 25_000, dict(train=dict(ema=0.0))),  # 0.058
+    "wgan-32": (None, None, 25_000, {}),  # 0.058
     "wgan-gp-32": (None, None, 13_000, {}),  # 0.114
     # BEGAN: PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the
     # 20 unnormalised layers and the twin collapsed to one image (BENCHMARKS.md, issue 13). k_t's gain
@@ -357,8 +358,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # with BatchNorm statistics of its own the average scored 27.5 against G's 45.2 (held-out
     # fd-celeba-attr10k; with G's statistics copied it had measured worse than G, BENCHMARKS.md)
     "vae-64": (32, None, 30_000, {}),  # 0.051 (width 16: 0.024)
-    # VAE-GAN: EMA on. The average measured worse in the three-step order (55.7 against G's 47.3), better
-    # in Algorithm 1, the presets' order (BENCHMARKS.md)
+    # VAE-GAN: EMA on: in Algorithm 1, the presets' order, the average with BatchNorm statistics of its
+    # own scored 15.4 against G's 29.6 (22.6 with G's statistics copied, BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
@@ -375,8 +376,11 @@ for _name in list(_PRESETS):
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
     _gain = f", lambda_k {_other['gan']['lambda_k']:g}" if "lambda_k" in _other.get("gan", {}) else ""
+    _o = _other.get("optim", {})
+    _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
-                                f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}, "
+                                f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"
+                                f"{_decay}, "
                                 f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
