@@ -98,9 +98,19 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
 
 
 def finished(run: Path | None) -> dict | None:
-    """The gallery's record of a run that trained to its end (its steps or its time budget), else None."""
+    """The gallery's record of a run that trained to its end (its steps or its time budget), else None.
+    A run continued since outside the gallery (`gankit train --resume`) is recorded at its newest
+    checkpoint: its steps and images from there, its minutes unknown (None)."""
     done = run / "gallery.json" if run is not None else None
-    return json.loads(done.read_text()) if done is not None and done.exists() else None
+    if done is None or not done.exists():
+        return None
+    record = json.loads(done.read_text())
+    newest = _newest_checkpoint(run)
+    if newest is not None and newest["step"] != record["step"]:
+        record.update(step=newest["step"], images=newest.get("images_seen"), minutes=None, cpu_minutes=None,
+                      note=f"continued outside the gallery from step {record['step']:,}")
+        done.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def run_of(job: Job, runs: Path) -> Path | None:
@@ -210,11 +220,11 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
                  f"fd-{rows[0][4]}{k} | kd-{rows[0][4]}{k} | precision | recall | density | coverage |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for job, run, done, m, _ in rows:
-            cpu_minutes = "?" if done.get("cpu_minutes") is None else done["cpu_minutes"]
+            minutes, cpu_minutes = ("?" if done.get(k) is None else done[k] for k in ("minutes", "cpu_minutes"))
             ema = m["ema"] if "ema" in m else job.ema and trained_ema(run)  # (a score cached before "ema")
             table.append(f"| {job.label} | {job.preset}{augmentation(run)} | {'EMA' if ema else 'G'} | "
-                         f"{done['step']:,} | {done['images']:,} | "
-                         f"{done['minutes']} | {cpu_minutes} | {done.get('cpu', '?')}, "
+                         f"{done['step']:,} | {'?' if done.get('images') is None else format(done['images'], ',')} | "
+                         f"{minutes} | {cpu_minutes} | {done.get('cpu', '?')}, "
                          f"{threads_text(done.get('threads'))} | "
                          f"{m['fd']:.2f} | {m['kd']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
                          f"{m['density']:.3f} | {m['coverage']:.3f} |")
@@ -284,6 +294,12 @@ def _ref_key(ref: str | None) -> str | None:
         return None
     folder, rows = (ref[:ref.rindex("[")], ref[ref.rindex("["):]) if ref.endswith("]") and "[" in ref else (ref, "")
     return str(Path(folder).resolve()) + rows
+
+
+def _newest_checkpoint(run: Path) -> dict | None:
+    from .training.checkpoint import list_checkpoints
+    found = list_checkpoints(run / "checkpoints")
+    return json.loads(found[-1].read_text()) if found else None
 
 
 def _step(run: Path) -> int | None:

@@ -78,6 +78,23 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     assert main(argv + ["--set", "train.ema=0"]) == 0 and scored == []  # G's scores, cached
 
 
+def test_a_run_continued_outside_the_gallery_is_reported_at_its_newest_checkpoint(toy64, tmp_path, capsys):
+    import json
+    argv = ["gallery", "--celeba", str(toy64), "--families", "dcgan", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "out"), "-n", "4", "--n-eval", "64", "--quiet", *TINY]
+    assert main(argv) == 0
+    row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")
+    assert [c.strip() for c in row[4:6]] == ["2", "16"] and row[6].strip() != "?"  # steps, images, minutes
+    run = next((tmp_path / "runs" / "celeba-dcgan").glob("0*"))
+    assert main(["train", "--resume", str(run), "--set", "train.steps=4", "--quiet"]) == 0
+    assert main(argv) == 0
+    row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")
+    # its steps and images now; the minutes of the part trained outside the gallery are not known
+    assert [c.strip() for c in row[4:8]] == ["4", "32", "?", "?"]
+    assert "from step 2" in json.loads((run / "gallery.json").read_text())["note"]
+    assert json.loads((run / "gallery-metrics.json").read_text())["step"] == 4  # scored at step 4
+
+
 def test_gallery_needs_data_and_known_families(tmp_path, capsys):
     assert main(["gallery", "--runs", str(tmp_path)]) == 2
     assert "nothing to do" in capsys.readouterr().err
