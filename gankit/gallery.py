@@ -270,21 +270,22 @@ def drift(job: Job, run: Path) -> list[str]:
             and got[section][key] != value]
 
 
+def _trained_config(run: Path):
+    """The run's Config as load_run builds it: its newest checkpoint's (a key the config predates takes
+    the default), else config.json's."""
+    from .config import Config
+    newest = _newest_checkpoint(run)
+    return Config.from_dict(newest["config"] if newest else json.loads((run / "config.json").read_text()))
+
+
 def trained_ema(run: Path) -> bool:
-    """Whether the run kept a moving average of G (by its newest checkpoint's config, as load_run builds it)."""
-    from .training.checkpoint import list_checkpoints
-    found = list_checkpoints(run / "checkpoints")
-    cfg = json.loads(found[-1].read_text())["config"] if found else json.loads((run / "config.json").read_text())
-    return cfg["train"]["ema"] > 0
+    """Whether the run kept a moving average of G."""
+    return _trained_config(run).train.ema > 0
 
 
 def _ema_bn(run: Path) -> int:
-    """The run's train.ema_bn_images, as load_run builds it (a key its config predates takes the default)."""
-    from .config import Config
-    from .training.checkpoint import list_checkpoints
-    found = list_checkpoints(run / "checkpoints")
-    cfg = json.loads(found[-1].read_text())["config"] if found else json.loads((run / "config.json").read_text())
-    return Config.from_dict(cfg).train.ema_bn_images
+    """The run's train.ema_bn_images (how its average's BatchNorm statistics were made)."""
+    return _trained_config(run).train.ema_bn_images
 
 
 def _ref_key(ref: str | None) -> str | None:
