@@ -359,7 +359,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # fd-celeba-attr10k; with G's statistics copied it had measured worse than G, BENCHMARKS.md)
     "vae-64": (32, None, 30_000, {}),  # 0.051 (width 16: 0.024)
     # VAE-GAN: EMA on: in Algorithm 1, the presets' order, the average with BatchNorm statistics of its
-    # own scored 15.4 against G's 29.6 (22.6 with G's statistics copied, BENCHMARKS.md)
+    # own scored 15.4 against G's 29.6 at 9,000 steps (22.6 with G's statistics copied) and 14.6 at the
+    # twin's 15,000 at a constant rate, where rates halved at 5,000 and 10,000 ended at 20.2 (BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
