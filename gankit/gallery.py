@@ -30,8 +30,8 @@ CELEBA_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN (clipping)": "wgan-64-cpu", "W
 FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 # DCGAN and WGAN-GP's flowers: DiffAugment's translation alone. On the DCGAN twin (1,360 flowers, 9,000
 # steps, about equal CPU time) fd-flowers-class10k 0.74 with it, 2.38 with no augmentation, 2.59 with
-# all three transforms (colour and cutout cost more per step and slowed G more than they helped D,
-# BENCHMARKS.md); WGAN-GP follows unmeasured
+# all three transforms (colour and cutout cost more per step and, as we read it, slowed G more than they
+# held D back); WGAN-GP's twin with it 3.56 at 2,899 steps, 8.56 with all three at 2,600 (BENCHMARKS.md)
 DIFFAUG = ["augment.diffaug=translation"]
 ADA = ["augment.ada_target=0.6", "augment.p=0"]
 # BEGAN: flips of the real flowers (a flower's mirror image is a flower), no DiffAugment. Its D is an
