@@ -31,14 +31,16 @@ FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN"
 # DCGAN and WGAN-GP's flowers: DiffAugment's translation alone. On the DCGAN twin (1,360 flowers, 9,000
 # steps, about equal CPU time) fd-flowers-class10k 0.74 with it, 2.38 with no augmentation, 2.59 with
 # all three transforms (colour and cutout cost more per step and, as we read it, slowed G more than they
-# held D back); WGAN-GP's twin with it 3.56 at 2,899 steps, 8.56 with all three at 2,600 (BENCHMARKS.md)
+# held D back); WGAN-GP's twin with it 2.16 at its 4,600 steps (3.56 at 2,899), 8.56 with all three at 2,600
+# (BENCHMARKS.md)
 DIFFAUG = ["augment.diffaug=translation"]
 ADA = ["augment.ada_target=0.6", "augment.p=0"]
 # BEGAN: flips of the real flowers (a flower's mirror image is a flower), no DiffAugment. Its D is an
 # autoencoder and G lowers D's reconstruction error of what D sees, so what D reconstructs well from
 # augmented reals is cheap for G: with DiffAugment's colour transform BEGAN's flowers stayed grey, with
 # translation and cutout they were grey or yellow blobs; with flips, yellow blooms and lilac patches on
-# green (fd-flowers-class10k 64.7 against 103.1; not yet flowers, BENCHMARKS.md)
+# green (fd-flowers-class10k 64.7 against 103.1; gamma 0.7 and 90-degree turns on top no better; not yet
+# varied flowers, BENCHMARKS.md)
 BEGAN_AUG = ["augment.flip=true"]
 HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
 FIGURE_SAMPLES = 20  # per family: six families of 5 x 4 samples keep the CelebA figure under 1 MiB
