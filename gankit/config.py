@@ -82,7 +82,9 @@ class AugmentConfig:
 class TrainConfig:
     batch: int = 128
     steps: int = 10_000  # generator updates
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
+    # stop (with a checkpoint) when the run has trained this long: wall time over every session, as its
+    # checkpoints record it (resume with a larger total to go on); 0 = no limit
+    max_minutes: float = 0.0
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
     grad_clip: float = 0.0  # clip each net's gradient to this total norm before its optimizer steps; 0 = off

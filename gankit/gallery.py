@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -103,17 +102,24 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
     return jobs
 
 
+def minutes_of(seconds: dict | None) -> dict:
+    """The table's wall and CPU minutes from a checkpoint's record of training time (None: unknown)."""
+    return {"minutes": None if seconds is None else round(seconds["wall"] / 60, 1),
+            "cpu_minutes": None if seconds is None else round(seconds["cpu"] / 60, 1)}
+
+
 def finished(run: Path | None) -> dict | None:
     """The gallery's record of a run that trained to its end (its steps or its time budget), else None.
     A run continued since outside the gallery (`gankit train --resume`) is recorded at its newest
-    checkpoint: its steps and images from there, its minutes unknown (None)."""
+    checkpoint: its steps, images and training time from there (the time unknown, None, when that
+    checkpoint predates the record)."""
     done = run / "gallery.json" if run is not None else None
     if done is None or not done.exists():
         return None
     record = json.loads(done.read_text())
     newest = _newest_checkpoint(run)
     if newest is not None and newest["step"] != record["step"]:
-        record.update(step=newest["step"], images=newest.get("images_seen"), minutes=None, cpu_minutes=None,
+        record.update(step=newest["step"], images=newest.get("images_seen"), **minutes_of(newest.get("seconds")),
                       note=f"continued outside the gallery from step {record['step']:,}")
         done.write_text(json.dumps(record, indent=1))
     return record
@@ -143,26 +149,17 @@ def train(job: Job, runs: Path, progress: bool) -> Path:
         cfg = apply_overrides(load_preset(job.preset), job.overrides)
         trainer = Trainer.new(cfg, job.train_data, runs_root=runs / job.key, progress=progress)
         run = trainer.run_dir
-    spent = run / "gallery-seconds.json"  # wall and CPU time of every call that trained this run
-    before = json.loads(spent.read_text()) if spent.exists() else {"wall": 0.0, "cpu": 0.0}
-    before = before if isinstance(before, dict) else {"wall": before, "cpu": None}  # (older record: wall only)
-    t0, c0 = time.time(), time.process_time()
-    try:
-        last = trainer.run()
-    finally:
-        used = {"wall": before["wall"] + time.time() - t0,
-                "cpu": None if before["cpu"] is None else before["cpu"] + time.process_time() - c0}
-        spent.write_text(json.dumps(used))
+    last = trainer.run()
     if trainer._stop_signal is not None:  # interrupted: resumed next time
         raise GankitError(f"gallery: {job.key} stopped by a signal at step {trainer.step}; run the command again "
                           f"to continue")
     import torch
 
     from .env import cpu_name
+    # the run's training time over every session, wherever it was trained (its checkpoints record it).
     # CPU minutes: the process's CPU time over its threads; with one thread it is the wall time the run
     # would take alone on a core, even while other work shares that core
-    record = {"step": trainer.step, "images": trainer.images_seen(), "minutes": round(used["wall"] / 60, 1),
-              "cpu_minutes": None if used["cpu"] is None else round(used["cpu"] / 60, 1),
+    record = {"step": trainer.step, "images": trainer.images_seen(), **minutes_of(trainer.seconds()),
               "cpu": cpu_name(), "threads": torch.get_num_threads(), "last": last}
     (run / "gallery.json").write_text(json.dumps(record, indent=1))
     return run

@@ -89,10 +89,19 @@ def test_a_run_continued_outside_the_gallery_is_reported_at_its_newest_checkpoin
     assert main(["train", "--resume", str(run), "--set", "train.steps=4", "--quiet"]) == 0
     assert main(argv) == 0
     row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")
-    # its steps and images now; the minutes of the part trained outside the gallery are not known
-    assert [c.strip() for c in row[4:8]] == ["4", "32", "?", "?"]
+    # its steps, images and training time now (the checkpoints record the time of every session)
+    newest = json.loads(sorted((run / "checkpoints").glob("*.json"))[-1].read_text())
+    assert [c.strip() for c in row[4:8]] == ["4", "32", f"{newest['seconds']['wall'] / 60:.1f}",
+                                             f"{newest['seconds']['cpu'] / 60:.1f}"]
     assert "from step 2" in json.loads((run / "gallery.json").read_text())["note"]
     assert json.loads((run / "gallery-metrics.json").read_text())["step"] == 4  # scored at step 4
+    # a checkpoint written before training time was recorded: steps known, minutes not
+    (run / "gallery.json").write_text(json.dumps(dict(json.loads((run / "gallery.json").read_text()), step=2)))
+    newest_path = sorted((run / "checkpoints").glob("*.json"))[-1]
+    newest_path.write_text(json.dumps({k: v for k, v in newest.items() if k != "seconds"}))
+    assert main(argv) == 0
+    row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")
+    assert [c.strip() for c in row[4:8]] == ["4", "32", "?", "?"]
 
 
 def test_gallery_needs_data_and_known_families(tmp_path, capsys):

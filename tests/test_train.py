@@ -83,6 +83,35 @@ def test_time_limit_stops_the_run_with_a_checkpoint(toy32, tmp_path):
     assert r.step == t.step + 2 == weights(t.run_dir)[1]
 
 
+def test_training_time_adds_up_over_sessions_and_bounds_the_run(toy32, tmp_path):
+    """Each checkpoint records the wall and CPU time that training took so far, over every session, and
+    train.max_minutes bounds that total as train.steps bounds the steps: a run resumed with a limit it
+    has already spent takes no step; with a larger one it goes on."""
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=4", "train.ckpt_every=2"), str(toy32), tmp_path,
+                    progress=False)
+    last = t.run()
+    ckpts = sorted((t.run_dir / "checkpoints").glob("*.json"))
+    first = [json.loads(p.read_text())["seconds"] for p in ckpts]
+    assert 0 < first[0]["wall"] < first[1]["wall"] and 0 < first[0]["cpu"] <= first[1]["cpu"]
+    assert last["train_minutes"] * 60 >= first[1]["wall"]
+    spent = first[1]["wall"] / 60
+    r = Trainer.resume(t.run_dir, [f"train.max_minutes={0.99 * spent}", "train.steps=8"], progress=False)
+    assert r.spent == first[1]
+    r.run()
+    assert r.step == 4  # the budget was spent in the first session
+    r = Trainer.resume(t.run_dir, ["train.max_minutes=0", "train.steps=6"], progress=False)
+    r.run()
+    later = json.loads(sorted((t.run_dir / "checkpoints").glob("*.json"))[-1].read_text())
+    assert later["step"] == 6 and later["seconds"]["wall"] > first[1]["wall"]
+    # a checkpoint from before the record: the run's time is unknown from then on
+    newest = sorted((t.run_dir / "checkpoints").glob("*.json"))[-1]
+    newest.write_text(json.dumps({k: v for k, v in later.items() if k != "seconds"}))
+    r = Trainer.resume(t.run_dir, ["train.steps=7"], progress=False)
+    r.run()
+    assert r.step == 7 and r.seconds() is None
+    assert json.loads(sorted((t.run_dir / "checkpoints").glob("*.json"))[-1].read_text())["seconds"] is None
+
+
 def test_run_folder_contents_and_sample_cli(toy32, tmp_path):
     argv = ["train", "--preset", "dcgan-32-cpu", "--data", str(toy32), "--runs", str(tmp_path / "runs"), "--quiet",
             "--set", "train.steps=8", "--set", "model.width=8", "--set", "train.batch=8",

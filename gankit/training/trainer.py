@@ -76,6 +76,10 @@ class Trainer:
         self.plateau = {"sum": 0.0, "count": 0, "best": None, "scale": 1.0}
         self._plateau_acc: torch.Tensor | None = None
         self._features = None  # the metric's feature network, loaded once
+        # wall and CPU seconds this run trained before the current `run()` call, over every session (its
+        # checkpoints record them; None when it resumed from a checkpoint that predates the record)
+        self.spent: dict[str, float] | None = {"wall": 0.0, "cpu": 0.0}
+        self._clock: tuple[float, float] | None = None  # (monotonic, process time) when `run()` began
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -129,6 +133,7 @@ class Trainer:
             raise GankitError(f"--resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
         state, record = loaded
         trainer.load_state(state, record["step"])
+        trainer.spent = record.get("seconds")  # the time that led to this checkpoint (lost work after it is not)
         if world.active:
             # the checkpoint holds rank 0's noise stream; every rank needs its own
             trainer.gen.manual_seed(cfg.train.seed + 1_000_003 * world.rank + 7 * trainer.step)
@@ -263,7 +268,8 @@ class Trainer:
             return None
         path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.state(),
                                {"config": self.cfg.to_dict(), "images_seen": self.images_seen(),
-                                "processes": self.world.size}, keep=self.cfg.train.keep_ckpts)
+                                "processes": self.world.size, "seconds": self.seconds()},
+                               keep=self.cfg.train.keep_ckpts)
         self.plot()
         return path
 
@@ -285,6 +291,17 @@ class Trainer:
 
     def images_seen(self) -> int:
         return self.step * self.per_step * self.world.size
+
+    def seconds(self) -> dict[str, float] | None:
+        """Wall and CPU seconds (this process's CPU time over all its threads) that training this run
+        has taken so far, over every session: each checkpoint records them, a resume continues from
+        its checkpoint's (work lost after it does not count; work redone after a roll-back does).
+        None when the run resumed from a checkpoint that predates the record."""
+        if self.spent is None or self._clock is None:
+            return None if self.spent is None else dict(self.spent)
+        wall, cpu = self._clock
+        return {"wall": round(self.spent["wall"] + time.monotonic() - wall, 3),
+                "cpu": round(self.spent["cpu"] + time.process_time() - cpu, 3)}
 
     # --- outputs --------------------------------------------------------------------------------------
     def sample_grid(self, tb: TensorBoard | None = None) -> Path:
@@ -379,21 +396,25 @@ class Trainer:
     def run(self) -> dict:
         """Train until train.steps (or a stop); returns the last logged metrics."""
         t = self.cfg.train
-        window = _Window(self)  # what the loop carries between steps: sums, timers, the progress bar
-        old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-                        if threading.current_thread() is threading.main_thread() else {})
+        self._clock = (time.monotonic(), time.process_time())
         try:
-            if self.step == 0 and self.world.main:
-                self.sample_grid(window.tb)
-            while self.step < t.steps and not self.stopping(window):
-                out = self.train_step()
-                if out is None or not self.log(window, out) or not self.write_outputs(window):
-                    window.restart()  # rolled back to a checkpoint: the interval starts again
+            window = _Window(self)  # what the loop carries between steps: sums, timers, the progress bar
+            old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+                            if threading.current_thread() is threading.main_thread() else {})
+            try:
+                if self.step == 0 and self.world.main:
+                    self.sample_grid(window.tb)
+                while self.step < t.steps and not self.stopping(window):
+                    out = self.train_step()
+                    if out is None or not self.log(window, out) or not self.write_outputs(window):
+                        window.restart()  # rolled back to a checkpoint: the interval starts again
+            finally:
+                window.bar.close()
+                for s, h in old_handlers.items():
+                    signal.signal(s, h)
+            return self.finish(window)
         finally:
-            window.bar.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-        return self.finish(window)
+            self.spent, self._clock = self.seconds(), None
 
     def stopping(self, window: "_Window") -> bool:
         """A signal or train.max_minutes; under torchrun a stop on any process stops all at the same step."""
@@ -490,12 +511,18 @@ class Trainer:
             self.checkpoint()
         if window.tb:
             window.tb.close()
+        spent = self.seconds()
         if self.step < t.steps and self._stop_signal is None and world.main:
-            log.info("train.max_minutes=%g reached at step %d", t.max_minutes, self.step)
+            log.info("train.max_minutes=%g reached at step %d%s; continue with: gankit train --resume %s "
+                     "--set train.max_minutes=<a larger total, or 0 for no limit>", t.max_minutes, self.step,
+                     "" if spent is None else f" ({spent['wall'] / 60:.1f} minutes over this run's sessions)",
+                     self.run_dir)
         if self._stop_signal is not None and world.main:
             log.info("stopped by signal %s at step %d; continue with: gankit train --resume %s",
                      self._stop_signal, self.step, self.run_dir)
         last.update(flops_per_step=window.flops, peak_flops=window.peak, peak_source=window.peak_how)
+        if spent is not None:
+            last.update(train_minutes=spent["wall"] / 60, train_cpu_minutes=spent["cpu"] / 60)
         if world.active:
             last["processes"] = world.size
             last["ranks_identical"] = ddp.digests_agree(self.family.nets, world)
@@ -523,7 +550,10 @@ class _Window:
         self.peak, self.peak_how = peak_flops(trainer.device, trainer.precision or torch.float32)
         self.bar = tqdm(total=t.steps, initial=trainer.step, desc=f"{trainer.cfg.preset}", unit="step",
                         disable=not trainer.progress, dynamic_ncols=True, mininterval=1.0)
-        self.deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
+        # train.max_minutes bounds the run's whole training time, over every session, as train.steps does
+        # its steps (when a checkpoint it resumed from predates the record: this session's)
+        before = trainer.spent["wall"] if trainer.spent else 0.0
+        self.deadline = time.monotonic() + 60 * t.max_minutes - before if t.max_minutes else math.inf
         self.last: dict = {}
         self.restart()
 
