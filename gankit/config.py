@@ -326,8 +326,9 @@ CPU_MINUTES = 30.0
 _BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
     # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
-    # against 7.77 at a constant rate (BENCHMARKS.md; halvings every 3,000, the uniform prior and width 40
-    # for the same CPU time all measured worse); the other DCGAN twins follow unmeasured
+    # against 7.77 at a constant rate (BENCHMARKS.md; halvings every 3,000, the uniform prior, width 40 and
+    # batch 32 for the same CPU time and D at twice G's rate all measured worse, a longer average the same,
+    # 7.23); the other DCGAN twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
@@ -336,8 +337,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2 against 41.1 at twice the rate,
     # 10,500 steps, BENCHMARKS.md; halved every 6,000 steps it fell behind). EMA on: with BatchNorm
     # statistics of its own the average scored 20.1 at the twin's 17,000 steps (G 21.0 at 2,000 samples;
-    # with G's statistics copied the average had measured far worse than G, BENCHMARKS.md); wgan-32-cpu
-    # follows it unmeasured
+    # with G's statistics copied the average had measured far worse than G, BENCHMARKS.md). A BatchNorm
+    # critic (the WGAN paper's; MISSION's table has LayerNorm) was ahead early and level at the end, 19.55
+    # in 1.29 times the CPU, so the twin keeps LayerNorm; wgan-32-cpu follows it unmeasured
     "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
