@@ -5,6 +5,7 @@ from PIL import Image
 
 from gankit.cli import main
 from gankit.data import prepare
+from gankit.training.checkpoint import list_checkpoints
 
 TINY = ["--set", "model.width=8", "--set", "train.batch=8", "--set", "train.steps=2", "--set", "train.log_every=1",
         "--set", "train.sample_every=2", "--set", "train.ckpt_every=2", "--set", "train.grid=4",
@@ -90,14 +91,14 @@ def test_a_run_continued_outside_the_gallery_is_reported_at_its_newest_checkpoin
     assert main(argv) == 0
     row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")
     # its steps, images and training time now (the checkpoints record the time of every session)
-    newest = json.loads(sorted((run / "checkpoints").glob("*.json"))[-1].read_text())
+    newest = json.loads(list_checkpoints(run / "checkpoints")[-1].read_text())
     assert [c.strip() for c in row[4:8]] == ["4", "32", f"{newest['seconds']['wall'] / 60:.1f}",
                                              f"{newest['seconds']['cpu'] / 60:.1f}"]
     assert "from step 2" in json.loads((run / "gallery.json").read_text())["note"]
     assert json.loads((run / "gallery-metrics.json").read_text())["step"] == 4  # scored at step 4
     # a checkpoint written before training time was recorded: steps known, minutes not
     (run / "gallery.json").write_text(json.dumps(dict(json.loads((run / "gallery.json").read_text()), step=2)))
-    newest_path = sorted((run / "checkpoints").glob("*.json"))[-1]
+    newest_path = list_checkpoints(run / "checkpoints")[-1]
     newest_path.write_text(json.dumps({k: v for k, v in newest.items() if k != "seconds"}))
     assert main(argv) == 0
     row = (tmp_path / "out" / "gallery-celeba.md").read_text().splitlines()[2].split("|")

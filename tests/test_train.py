@@ -10,7 +10,7 @@ from gankit.cli import main
 from gankit.config import load_preset
 from gankit.data import prepare, to_float
 from gankit.training import Trainer
-from gankit.training.checkpoint import load_latest
+from gankit.training.checkpoint import list_checkpoints, load_latest
 from tests.conftest import shared, tiny
 
 
@@ -90,7 +90,7 @@ def test_training_time_adds_up_over_sessions_and_bounds_the_run(toy32, tmp_path)
     t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=4", "train.ckpt_every=2"), str(toy32), tmp_path,
                     progress=False)
     last = t.run()
-    ckpts = sorted((t.run_dir / "checkpoints").glob("*.json"))
+    ckpts = list_checkpoints(t.run_dir / "checkpoints")
     first = [json.loads(p.read_text())["seconds"] for p in ckpts]
     assert 0 < first[0]["wall"] < first[1]["wall"] and 0 < first[0]["cpu"] <= first[1]["cpu"]
     assert last["train_minutes"] * 60 >= first[1]["wall"]
@@ -101,15 +101,15 @@ def test_training_time_adds_up_over_sessions_and_bounds_the_run(toy32, tmp_path)
     assert r.step == 4  # the budget was spent in the first session
     r = Trainer.resume(t.run_dir, ["train.max_minutes=0", "train.steps=6"], progress=False)
     r.run()
-    later = json.loads(sorted((t.run_dir / "checkpoints").glob("*.json"))[-1].read_text())
+    later = json.loads(list_checkpoints(t.run_dir / "checkpoints")[-1].read_text())
     assert later["step"] == 6 and later["seconds"]["wall"] > first[1]["wall"]
     # a checkpoint from before the record: the run's time is unknown from then on
-    newest = sorted((t.run_dir / "checkpoints").glob("*.json"))[-1]
+    newest = list_checkpoints(t.run_dir / "checkpoints")[-1]
     newest.write_text(json.dumps({k: v for k, v in later.items() if k != "seconds"}))
     r = Trainer.resume(t.run_dir, ["train.steps=7"], progress=False)
     r.run()
     assert r.step == 7 and r.seconds() is None
-    assert json.loads(sorted((t.run_dir / "checkpoints").glob("*.json"))[-1].read_text())["seconds"] is None
+    assert json.loads(list_checkpoints(t.run_dir / "checkpoints")[-1].read_text())["seconds"] is None
 
 
 def test_run_folder_contents_and_sample_cli(toy32, tmp_path):
