@@ -30,6 +30,9 @@ class ModelConfig:
     # initial weights: normal = N(0, 0.02), biases 0 (DCGAN paper; seed 000's Table 3 for DCGAN, WGAN
     # and BEGAN); default = PyTorch's own (Kaiming-uniform, fan-in scaled)
     init: str = "normal"
+    # BEGAN: h0 (the decoder's first tensor) concatenated after every upsampling, in G and D's decoder
+    # (Berthelot et al., section 3.5.1, "optional improvements")
+    skip: bool = False
     prior: str = ""  # distribution of z: normal | uniform ("" = the family's: uniform for BEGAN, else normal)
 
 
@@ -197,6 +200,8 @@ class Config:
         if t.ema_rampup < 0:
             raise GankitError(f"config: train.ema_rampup must be >= 0 (0 = off), got {t.ema_rampup}")
         _choice("model.prior", m.prior, ("", "normal", "uniform"))
+        if m.skip and m.family != "began":
+            raise GankitError(f"config: model.skip is BEGAN's decoder option (h0 skip connections); family is {m.family}")
         _choice("model.init", m.init, ("normal", "default"))
         a = self.augment
         from .data.diffaug import parse_policy

@@ -21,12 +21,17 @@ Encoder (64x64x3 in), n = width:              Decoder / generator (Z in):
     [conv3 ELU] x2         8x8x4n
     linear                 Z        (h)
 The 128-px variant adds one more stage to each (5n at 8x8 in the encoder).
+
+model.skip turns on the paper's optional skip connections (section 3.5.1): h0, the first decoder
+tensor (8x8xn), upsampled to each stage's size and concatenated after every upsampling, in G and in
+D's decoder alike, so each stage's first conv takes 2n channels.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
@@ -58,26 +63,40 @@ class Encoder(nn.Sequential):
 
 
 class Decoder(nn.Sequential):
-    """Also the generator: the same architecture, other weights."""
+    """Also the generator: the same architecture, other weights. skip: h0 concatenated after each upsampling."""
 
-    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64):
+    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64, skip: bool = False):
         n = _stages(res)
-        block = lambda: nn.Sequential(conv_elu(width, width), conv_elu(width, width), conv_elu(width, width))
+        block = lambda c_in: nn.Sequential(conv_elu(c_in, width), conv_elu(width, width), conv_elu(width, width))
         layers: list[nn.Module] = [nn.Sequential(nn.Linear(z_dim, width * 8 * 8), nn.Unflatten(1, (width, 8, 8))),
-                                   block()]
+                                   block(width)]
         for _ in range(n):
-            layers.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), block()))
+            up = nn.Upsample(scale_factor=2, mode="nearest")
+            layers.append(nn.Sequential(up, block(2 * width if skip else width)))
         layers.append(nn.Conv2d(width, 3, 3, 1, 1))
         super().__init__(*layers)
+        self.skip = skip
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.skip:
+            return super().forward(z)
+        h0 = self[0](z)
+        x = self[1](h0)
+        if x.is_contiguous(memory_format=torch.channels_last):  # else the concatenation falls back to NCHW
+            h0 = h0.contiguous(memory_format=torch.channels_last)
+        for up, block in list(self)[2:-1]:
+            x = up(x)
+            x = block(torch.cat([x, F.interpolate(h0, size=x.shape[-2:], mode="nearest")], 1))
+        return self[-1](x)
 
 
 class AutoencoderD(nn.Module):
     """BEGAN's discriminator: D(v) = decoder(encoder(v)), an image of the same size."""
 
-    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64):
+    def __init__(self, res: int = 64, width: int = 128, z_dim: int = 64, skip: bool = False):
         super().__init__()
         self.encoder = Encoder(res, width, z_dim)
-        self.decoder = Decoder(res, width, z_dim)
+        self.decoder = Decoder(res, width, z_dim, skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -121,7 +140,7 @@ class BEGAN(Family):
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
         m = cfg.model
-        self.nets = {"G": Decoder(m.res, m.width, m.z_dim), "D": AutoencoderD(m.res, m.width, m.z_dim)}
+        self.nets = {"G": Decoder(m.res, m.width, m.z_dim, m.skip), "D": AutoencoderD(m.res, m.width, m.z_dim, m.skip)}
         self.k = torch.zeros((), device=device)
         self.finish_setup()
 
