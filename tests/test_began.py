@@ -1,7 +1,11 @@
 """BEGAN: the table of MISSION 1.3, the k_t controller and M_global on hand-computed values."""
 import numpy as np
+import pytest
 import torch
 from torch import nn
+
+from gankit.config import apply_overrides, load_preset
+from gankit.errors import GankitError
 
 from gankit.data.toyfaces import draw_face
 from gankit.families.began import BEGAN, AutoencoderD, Decoder, m_global, update_k
@@ -23,6 +27,40 @@ def test_encoder_and_decoder_match_the_table():
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.ConvTranspose2d, nn.Dropout, nn.ReLU, nn.LeakyReLU)) for m in mods)
     assert all(m.mode == "nearest" for m in mods if isinstance(m, nn.Upsample))
     assert isinstance(d.encoder[-1][-1], nn.Linear)  # the embedding h is linear
+
+
+def test_skip_connections_carry_h0_past_every_stage():
+    """model.skip (section 3.5.1): h0 reaches every upsampled stage, so a decoder whose 8x8 block
+    passes nothing on still depends on z; without the skips it cannot."""
+    torch.manual_seed(0)
+    z = torch.rand(2, 16) * 2 - 1
+    for skip in (False, True):
+        dec = Decoder(32, 8, 16, skip)
+        assert [stage[1][0][0].in_channels for stage in list(dec)[2:-1]] == [16 if skip else 8] * 2
+        with torch.no_grad():
+            for p in dec[1].parameters():
+                p.zero_()  # ELU(0) = 0: the main path carries nothing past 8x8
+            out = dec(z)
+        assert out.shape == (2, 3, 32, 32)
+        assert (not torch.allclose(out[0], out[1])) == skip
+    assert set(Decoder(32, 8, 16, True).state_dict()) == set(Decoder(32, 8, 16).state_dict())
+
+
+def test_skip_concatenation_stays_channels_last():
+    """The trainer runs channels-last; the concatenated h0 must not turn the stages back to NCHW."""
+    dec = Decoder(32, 8, 16, skip=True).to(memory_format=torch.channels_last)
+    seen = []
+    for stage in list(dec)[2:-1]:
+        stage[1].register_forward_pre_hook(
+            lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    dec(torch.rand(2, 16))
+    assert seen == [True, True]
+
+
+def test_skip_is_only_began_s():
+    assert apply_overrides(load_preset("began-64-cpu"), ["model.skip=true"]).model.skip
+    with pytest.raises(GankitError, match="model.skip"):
+        apply_overrides(load_preset("dcgan-64-cpu"), ["model.skip=true"])
 
 
 def test_k_update_and_clipping_by_hand():
