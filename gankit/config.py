@@ -33,6 +33,8 @@ class ModelConfig:
     # BEGAN: h0 (the decoder's first tensor) concatenated after every upsampling, in G and D's decoder
     # (Berthelot et al., section 3.5.1, "optional improvements")
     skip: bool = False
+    # BEGAN: vanishing residuals, carry 1 -> 0 over this many steps (section 3.5.1; the paper: 16,000); 0 = off
+    carry_steps: int = 0
     prior: str = ""  # distribution of z: normal | uniform ("" = the family's: uniform for BEGAN, else normal)
 
 
@@ -200,8 +202,11 @@ class Config:
         if t.ema_rampup < 0:
             raise GankitError(f"config: train.ema_rampup must be >= 0 (0 = off), got {t.ema_rampup}")
         _choice("model.prior", m.prior, ("", "normal", "uniform"))
-        if m.skip and m.family != "began":
-            raise GankitError(f"config: model.skip is BEGAN's decoder option (h0 skip connections); family is {m.family}")
+        for key, value in (("skip", m.skip), ("carry_steps", m.carry_steps)):
+            if value and m.family != "began":
+                raise GankitError(f"config: model.{key} is a BEGAN option (section 3.5.1); family is {m.family}")
+        if m.carry_steps < 0:
+            raise GankitError(f"config: model.carry_steps must be >= 0 (0 = off), got {m.carry_steps}")
         _choice("model.init", m.init, ("normal", "default"))
         a = self.augment
         from .data.diffaug import parse_policy

@@ -8,7 +8,8 @@ from gankit.config import apply_overrides, load_preset
 from gankit.errors import GankitError
 
 from gankit.data.toyfaces import draw_face
-from gankit.families.began import BEGAN, AutoencoderD, Decoder, m_global, update_k
+from gankit.families.began import BEGAN, AutoencoderD, Carried, Decoder, m_global, update_k
+from gankit.training import Trainer
 from tests.conftest import tiny
 from tests.test_models import stage_shapes
 
@@ -57,10 +58,35 @@ def test_skip_concatenation_stays_channels_last():
     assert seen == [True, True]
 
 
-def test_skip_is_only_began_s():
+def test_skip_and_carry_are_only_began_s():
     assert apply_overrides(load_preset("began-64-cpu"), ["model.skip=true"]).model.skip
-    with pytest.raises(GankitError, match="model.skip"):
-        apply_overrides(load_preset("dcgan-64-cpu"), ["model.skip=true"])
+    for key in ("model.skip=true", "model.carry_steps=10"):
+        with pytest.raises(GankitError, match=key.split("=")[0]):
+            apply_overrides(load_preset("dcgan-64-cpu"), [key])
+
+
+def test_vanishing_residuals_start_as_identity_fade_out_and_resume(toy32, tmp_path):
+    """model.carry_steps: carry 1 -> 0 over the steps; at carry 1 every same-sized conv passes its input
+    through unchanged, at 0 it is the plain layer; a resumed run and its checkpoint keep the carry."""
+    cfg = tiny("began-64-cpu", "model.res=32", "model.carry_steps=4", "train.steps=2", "train.ckpt_every=2",
+                "train.ema=0.999")
+    t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
+    layers = [m for net in (t.family.nets["D"], t.family.nets["G"], t.family.ema) for m in net.modules()
+              if isinstance(m, Carried)]
+    assert len(layers) == 4 + 3 * 9  # at 32 px: the encoder's 4, D's decoder, G and the average 9 each
+    x = torch.randn(2, 8, 4, 4)
+    small = Carried(nn.Conv2d(8, 8, 3, 1, 1), nn.ELU())
+    small.carry.fill_(1.0), setattr(small, "vanishing", True)
+    assert torch.equal(small(x), x)
+    assert all(float(m.carry) == 1.0 for m in layers)  # step 0
+    t.run()
+    assert t.family.extra_state()["carry"] == pytest.approx(0.75)  # set before step 1's update
+    resumed = Trainer.resume(t.run_dir, ["train.steps=5"], progress=False)
+    assert resumed.family.extra_state()["carry"] == pytest.approx(0.75)
+    resumed.run()
+    assert resumed.family.extra_state()["carry"] == 0.0
+    assert not any(m.vanishing for net in resumed.family.nets.values() for m in net.modules()
+                   if isinstance(m, Carried))
 
 
 def test_k_update_and_clipping_by_hand():

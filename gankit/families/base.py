@@ -229,6 +229,9 @@ class Family:
         """z moved into the prior's support (clamped to [-1, 1] for a uniform prior)."""
         return z.clamp(-1, 1) if self.prior == "uniform" else z
 
+    def at_step(self, step: int) -> None:
+        """Set what follows the step count (BEGAN's vanishing residuals), before the step's update."""
+
     def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Update the networks on one batch; return detached scalar metrics."""
         raise NotImplementedError

@@ -22,9 +22,11 @@ Encoder (64x64x3 in), n = width:              Decoder / generator (Z in):
     linear                 Z        (h)
 The 128-px variant adds one more stage to each (5n at 8x8 in the encoder).
 
-model.skip turns on the paper's optional skip connections (section 3.5.1): h0, the first decoder
-tensor (8x8xn), upsampled to each stage's size and concatenated after every upsampling, in G and in
-D's decoder alike, so each stage's first conv takes 2n channels.
+The paper's optional improvements (section 3.5.1), off unless set, in G and in D alike:
+model.skip: h0, the first decoder tensor (8x8xn), upsampled to each stage's size and concatenated
+after every upsampling, so each stage's first conv takes 2n channels.
+model.carry_steps: vanishing residuals: every conv between same-sized tensors outputs
+carry * in + (1 - carry) * out, carry falling linearly from 1 to 0 over that many steps (the paper: 16,000).
 """
 from __future__ import annotations
 
@@ -39,8 +41,23 @@ from ..errors import GankitError
 from .base import Family
 
 
+class Carried(nn.Sequential):
+    """conv3 ELU between same-sized tensors, with the paper's vanishing residual (section 3.5.1):
+    out = carry * in + (1 - carry) * ELU(conv(in)); carry 0 (the plain layer) unless model.carry_steps."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        self.register_buffer("carry", torch.zeros(()), persistent=False)  # a tensor: compiled graphs keep it
+        self.vanishing = False  # set with carry > 0, so that the plain layer costs nothing extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return torch.lerp(y, x.to(y.dtype), self.carry.to(y.dtype)) if self.vanishing else y
+
+
 def conv_elu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.ELU(inplace=True))
+    kind = Carried if c_in == c_out and stride == 1 else nn.Sequential
+    return kind(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.ELU(inplace=True))
 
 
 def _stages(res: int) -> int:
@@ -143,6 +160,23 @@ class BEGAN(Family):
         self.nets = {"G": Decoder(m.res, m.width, m.z_dim, m.skip), "D": AutoencoderD(m.res, m.width, m.z_dim, m.skip)}
         self.k = torch.zeros((), device=device)
         self.finish_setup()
+        self.at_step(0)
+
+    def carry(self, step: int) -> float:
+        """The vanishing residuals' carry at `step`: 1 -> 0 linearly over model.carry_steps (0 = off)."""
+        n = self.cfg.model.carry_steps
+        return max(0.0, 1.0 - step / n) if n > 0 else 0.0
+
+    def at_step(self, step: int) -> None:
+        self.set_carry(self.carry(step))
+
+    def set_carry(self, carry: float) -> None:
+        self._carry = carry
+        for net in (*self.nets.values(), self.ema):
+            for m in net.modules() if net is not None else ():
+                if isinstance(m, Carried):
+                    m.carry.fill_(carry)
+                    m.vanishing = carry > 0
 
     def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         G, D = self.fast["G"], self.fast["D"]
@@ -167,8 +201,9 @@ class BEGAN(Family):
             return self.fast["D"](x).float()
 
     def extra_state(self) -> dict:
-        return {"k": self.k}
+        return {"k": self.k, "carry": self._carry}
 
     def load_extra_state(self, state: dict) -> None:
         if "k" in state:
             self.k = state["k"].to(self.device)
+        self.set_carry(state.get("carry", 0.0))  # checkpoints from before the option: the plain layers

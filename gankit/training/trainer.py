@@ -434,6 +434,7 @@ class Trainer:
         real = to_float(self.real_batch(self.step), self.device, t.channels_last)
         if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
             real = augment(real, self.cfg.augment, self.gen)
+        self.family.at_step(self.step)
         out = self.family.step(real, self.gen)
         out.update(self.family.augment_metrics(), **self.grad_norms)
         if world.active:  # BatchNorm statistics and k_t: the mean over ranks
