@@ -73,7 +73,9 @@ def test_vanishing_residuals_start_as_identity_fade_out_and_resume(toy32, tmp_pa
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
     layers = [m for net in (t.family.nets["D"], t.family.nets["G"], t.family.ema) for m in net.modules()
               if isinstance(m, Carried)]
-    assert len(layers) == 4 + 3 * 9  # at 32 px: the encoder's 4, D's decoder, G and the average 9 each
+    # at 32 px: the encoder's 4; D's decoder, G and the average 7 each (9, less the first conv of the two
+    # upsampled stages, which takes h0 beside the stage's input with the twin's skip connections)
+    assert t.family.cfg.model.skip and len(layers) == 4 + 3 * 7
     x = torch.randn(2, 8, 4, 4)
     small = Carried(nn.Conv2d(8, 8, 3, 1, 1), nn.ELU())
     small.carry.fill_(1.0), setattr(small, "vanishing", True)

@@ -265,6 +265,9 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
                ("optim", "lr_decay"), ("optim", "lr_decay_every"),  # a schedule of the rates
                ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
+               # the BEGAN paper's own optional skip connections (section 3.5.1), an architecture choice like
+               # the width: the losses, k_t and the updates are the algorithm's (BEGAN-64 twin: BENCHMARKS.md)
+               ("model", "skip"),
                ("gan", "lambda_k")}  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
     twins = [n for n in preset_names() if n.endswith("-cpu")]
     assert len(twins) == len([n for n in preset_names() if not n.endswith("-cpu")])
