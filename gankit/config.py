@@ -366,11 +366,12 @@ _CPU_TWIN: dict[str, tuple] = {
     # its average (120 against 136), at 3e-4 G's FD swings between evaluations (56, 72, 53, 55, 63) and
     # its average is steadier and better (51.5 against 63.2 at 14,000 steps) (BENCHMARKS.md;
     # began-128-cpu follows unmeasured). The paper's optional skip connections (model.skip, section
-    # 3.5.1) on: 1.2-1.3 times the cost a step, and held-out FD 43.7 at 9,000 steps against 63.8 for the
-    # plain twin's 12,000 in more CPU time, ahead at every evaluation; its vanishing residuals
-    # (model.carry_steps=1000) on top were no better (75.2 against 74.2 at 6,000 steps) and stay off
+    # 3.5.1) on in began-64-cpu: 1.2-1.3 times the cost a step (s/step below; plain 0.126-0.135), and
+    # held-out FD 43.7 at 9,000 steps against 63.8 for the plain twin's 12,000 in more CPU time, ahead at
+    # every evaluation and in a second seed; its vanishing residuals (model.carry_steps=1000) on top
+    # ended at 57.1 and stay off. began-128-cpu stays plain (unmeasured; the skips cost more there)
     # (an eighth of the width, a third of the batch)
-    "began-64": (16, 16, 9_000, dict(_BEGAN_TWIN, model=dict(init="default", skip=True))),  # 0.129
+    "began-64": (16, 16, 9_000, dict(_BEGAN_TWIN, model=dict(init="default", skip=True))),  # 0.162-0.186
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
     # steps (63.5 at 30,000, 62.5 at 40,000) and width 32 reached 56.9 at 17,000, 45.2 at 30,000; EMA on:
