@@ -160,7 +160,7 @@ class BEGAN(Family):
         self.nets = {"G": Decoder(m.res, m.width, m.z_dim, m.skip), "D": AutoencoderD(m.res, m.width, m.z_dim, m.skip)}
         self.k = torch.zeros((), device=device)
         self.finish_setup()
-        self.at_step(0)
+        self.set_carry(self.carry(0))
 
     def carry(self, step: int) -> float:
         """The vanishing residuals' carry at `step`: 1 -> 0 linearly over model.carry_steps (0 = off)."""
@@ -168,7 +168,9 @@ class BEGAN(Family):
         return max(0.0, 1.0 - step / n) if n > 0 else 0.0
 
     def at_step(self, step: int) -> None:
-        self.set_carry(self.carry(step))
+        carry = self.carry(step)
+        if carry != self._carry:  # the nets are walked only while the carry moves, not every step
+            self.set_carry(carry)
 
     def set_carry(self, carry: float) -> None:
         self._carry = carry
