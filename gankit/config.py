@@ -369,9 +369,10 @@ _CPU_TWIN: dict[str, tuple] = {
     # 3.5.1) on in began-64-cpu: 1.2-1.3 times the cost a step (s/step below; plain 0.126-0.135), and
     # held-out FD 43.7 at 9,000 steps against 63.8 for the plain twin's 12,000 in more CPU time, ahead at
     # every evaluation and in a second seed; its vanishing residuals (model.carry_steps=1000) on top
-    # ended at 57.1 and stay off. began-128-cpu stays plain (unmeasured; the skips cost more there)
+    # ended at 57.1 and stay off; with the skips Adam 5e-4 led at 6,000 steps and ended level (43.3).
+    # began-128-cpu stays plain (unmeasured; the skips cost more there)
     # (an eighth of the width, a third of the batch)
-    "began-64": (16, 16, 9_000, dict(_BEGAN_TWIN, model=dict(init="default", skip=True))),  # 0.162-0.186
+    "began-64": (16, 16, 9_000, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True))),  # 0.162-0.186
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
     # steps (63.5 at 30,000, 62.5 at 40,000) and width 32 reached 56.9 at 17,000, 45.2 at 30,000; EMA on:
