@@ -56,6 +56,11 @@ class OptimConfig:
 @dataclass
 class GanConfig:
     n_critic: int = 1  # critic (D) updates per generator update
+    # WGAN's reference code (Arjovsky et al.'s main.py, not the paper's Algorithm 1): burst_critic critic
+    # updates, not n_critic, at the first burst_first generator updates and at every burst_every-th; 0 = off
+    burst_critic: int = 0
+    burst_first: int = 25
+    burst_every: int = 500
     clip: float = 0.0  # WGAN weight clipping c; 0 = off
     gp_lambda: float = 0.0  # WGAN-GP penalty weight; 0 = off
     gamma: float = 0.5  # BEGAN diversity ratio: lower = sharper, less diverse
@@ -234,6 +239,11 @@ class Config:
                               f"the {m.family} family has none")
         if g.clip < 0 or g.gp_lambda < 0:
             raise GankitError("config: gan.clip and gan.gp_lambda must be >= 0")
+        if g.burst_critic < 0 or g.burst_first < 0 or g.burst_every < 1:
+            raise GankitError(f"config: gan.burst_critic and gan.burst_first must be >= 0 and gan.burst_every >= 1; "
+                              f"got {g.burst_critic}, {g.burst_first}, {g.burst_every}")
+        if g.burst_critic and m.family != "wgan":
+            raise GankitError(f"config: gan.burst_critic is a WGAN option (its critic); family is {m.family}")
         family.check(self)
 
 

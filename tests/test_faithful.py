@@ -70,15 +70,15 @@ def test_diffaugment_is_differentiable_seeded_and_respects_p():
 
 
 def test_adaptive_p_moves_toward_the_target_and_resumes():
-    ada = AdaptiveP(0.0, target=0.6, batch=100, interval=4, kimg=1.0, device=torch.device("cpu"))
+    ada = AdaptiveP(0.0, target=0.6, kimg=1.0, device=torch.device("cpu"))
     for _ in range(4):
         ada.observe(torch.ones(100))  # D sure of every real image: r_t = 1 > 0.6
-    ada.adjust()
-    assert float(ada.r) == 1.0 and float(ada.p) == pytest.approx(0.4)  # 100 x 4 / 1000
+    ada.adjust(400)
+    assert float(ada.r) == 1.0 and float(ada.p) == pytest.approx(0.4)  # 400 images / 1000
     ada.observe(-torch.ones(100))
-    ada.adjust()
+    ada.adjust(400)
     assert float(ada.p) == pytest.approx(0.0)  # falls back, clamped at 0
-    other = AdaptiveP(0.0, 0.6, 100, 4, 1.0, torch.device("cpu"))
+    other = AdaptiveP(0.0, 0.6, 1.0, torch.device("cpu"))
     other.load(ada.state())
     assert float(other.p) == float(ada.p) and float(other.r) == -1.0
 

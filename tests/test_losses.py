@@ -80,3 +80,14 @@ def test_per_sample_critics_score_real_and_fake_in_one_pass_unchanged():
         real, fake = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
         together = D(torch.cat([real, fake]))
         assert torch.allclose(together, torch.cat([D(real), D(fake)]), atol=1e-6), norm
+
+
+def test_wgan_critic_bursts_follow_the_reference_schedule():
+    for first, every in ((25, 500), (0, 3), (2, 4), (7, 3)):
+        cfg = tiny("wgan-32-cpu", "gan.burst_critic=100", f"gan.burst_first={first}", f"gan.burst_every={every}")
+        fam = WGAN(cfg, torch.device("cpu"), None)
+        per_step = [100 if s < first or s % every == 0 else cfg.gan.n_critic for s in range(1200)]
+        before = [sum(per_step[:s]) for s in range(1201)]
+        assert [fam.batches_before(s) for s in range(1201)] == before, (first, every)
+    off = WGAN(tiny("wgan-32-cpu"), torch.device("cpu"), None)
+    assert [off.batches_before(s) for s in (0, 1, 7)] == [0, 5, 35]

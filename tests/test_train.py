@@ -31,7 +31,10 @@ def assert_same_state(a, b):
 
 @pytest.mark.parametrize("preset,extra", [("dcgan-32-cpu", ["train.ema=0.9"]), ("wgan-gp-32-cpu", []),
                                           ("began-64-cpu", ["model.res=32", "optim.lr_decay=0.5",
-                                                            "optim.lr_decay_every=2"])])
+                                                            "optim.lr_decay_every=2"]),
+                                          # critic bursts at steps 0, 1 and 4: the stream's position after step 3
+                                          ("wgan-32-cpu", ["gan.burst_critic=3", "gan.burst_first=2",
+                                                           "gan.burst_every=4"])])
 def test_resume_is_exact(preset, extra, toy32, tmp_path):
     straight = Trainer.new(tiny(preset, "train.steps=6", "train.ckpt_every=3", *extra), str(toy32), tmp_path,
                            progress=False)
@@ -219,6 +222,23 @@ def test_resume_with_a_changed_model_is_a_clear_error(toy32, tmp_path, capsys):
     assert main(["train", "--resume", str(t.run_dir), "--set", "model.width=16"]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not fit this config" in err and "\n" not in err
+
+
+def test_wgan_critic_bursts_draw_a_fresh_batch_per_critic_update(toy32, tmp_path):
+    cfg = tiny("wgan-32-cpu", "train.steps=5", "gan.burst_critic=7", "gan.burst_first=2", "gan.burst_every=3")
+    t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
+    drawn = []
+    real_batch = t.real_batch
+    t.real_batch = lambda step: drawn.append(real_batch(step)) or drawn[-1]
+    last = t.run()
+    critic = [7, 7, 5, 7, 5]  # bursts at steps 0, 1 (< burst_first) and 3 (a multiple of burst_every)
+    assert [len(x) for x in drawn] == [8 * n for n in critic]
+    updates = {n: int(next(iter(opt.state.values()))["step"]) for n, opt in t.family.opts.items()}
+    assert updates == {"D": sum(critic), "G": 5}
+    assert last["images"] == 8 * sum(critic)
+    # step after step, the stream's batches in order: none skipped, none drawn twice
+    stream = np.concatenate([t.stream.indices(k) for k in range(sum(critic))])
+    assert torch.equal(torch.cat(drawn), t.dataset.batch(stream))
 
 
 def test_learning_rate_decay_schedule(toy32, tmp_path):

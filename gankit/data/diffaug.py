@@ -98,9 +98,9 @@ def diff_augment(x: torch.Tensor, policy: tuple[str, ...], p: float | torch.Tens
 class AdaptiveP:
     """ADA's controller of the augmentation probability p, from the sign of D on real images."""
 
-    def __init__(self, p: float, target: float, batch: int, interval: int, kimg: float, device: torch.device):
+    def __init__(self, p: float, target: float, kimg: float, device: torch.device):
         self.p = torch.tensor(float(p), device=device)
-        self.target, self.batch, self.interval, self.kimg = target, batch, interval, kimg
+        self.target, self.kimg = target, kimg
         self.sign_sum = torch.zeros((), device=device)
         self.count = torch.zeros((), device=device)
         self.r = torch.zeros((), device=device)  # the last r_t
@@ -115,12 +115,13 @@ class AdaptiveP:
             self.sign_sum += sign_of_real.detach().float().sum()
             self.count += sign_of_real.numel()
 
-    def adjust(self) -> None:
-        """Move p one step toward keeping r_t at the target; called every `interval` steps."""
+    def adjust(self, images: int) -> None:
+        """Move p toward keeping r_t at the target, by `images` (the real images drawn since the last
+        adjustment, all ranks) over kimg thousand."""
         if not self.adaptive or float(self.count) == 0:
             return
         self.r.copy_(self.sign_sum / self.count)  # in place: the trainer averages these over ranks
-        step = self.batch * self.interval / (self.kimg * 1000)
+        step = images / (self.kimg * 1000)
         self.p.copy_((self.p + torch.sign(self.r - self.target) * step).clamp(0.0, 1.0))
         self.sign_sum.zero_()
         self.count.zero_()

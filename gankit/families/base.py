@@ -73,7 +73,7 @@ class Family:
             self.prior = cfg.model.prior
         a = cfg.augment
         self.diffaug = parse_policy(a.diffaug)  # DiffAugment of everything D sees (data/diffaug.py)
-        self.ada = AdaptiveP(a.p, a.ada_target, cfg.train.batch, a.ada_every, a.ada_kimg, device)
+        self.ada = AdaptiveP(a.p, a.ada_target, a.ada_kimg, device)
 
     # --- set-up helpers used by subclasses ----------------------------------------------------------
     def finish_setup(self) -> None:
@@ -217,8 +217,13 @@ class Family:
     # --- the interface the trainer calls -------------------------------------------------------------
     @property
     def batches_per_step(self) -> int:
-        """Real batches consumed by one step (n_critic for WGAN critics)."""
+        """Real batches (of train.batch images) an ordinary step consumes (n_critic for WGAN critics)."""
         return 1
+
+    def batches_before(self, step: int) -> int:
+        """Real batches steps 0 .. step-1 consume: the data stream's position at `step` (WGAN's critic
+        bursts make some steps longer)."""
+        return step * self.batches_per_step
 
     def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
         if self.prior == "uniform":

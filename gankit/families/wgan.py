@@ -1,7 +1,8 @@
 """WGAN (Arjovsky, Chintala, Bottou 2017) and WGAN-GP (Gulrajani et al. 2017), MISSION 1.2.
 
 The critic is DCGAN's discriminator without BatchNorm (LayerNorm or InstanceNorm) and without a
-final activation. Per generator update, n_critic critic updates, each on a fresh real batch:
+final activation. Per generator update, n_critic critic updates, each on a fresh real batch (with
+gan.burst_critic, the reference code's bursts: that many at the first 25 updates and every 500th):
 
     L_D = D(G(z)) - D(x)                                   (+ weight clipping to [-c, c])
     L_D = D(G(z)) - D(x) + lambda (||grad D(x_hat)||_2 - 1)^2,  x_hat = eps x + (1 - eps) G(z)
@@ -67,11 +68,24 @@ class WGAN(Family):
     def batches_per_step(self) -> int:
         return self.cfg.gan.n_critic
 
-    def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        G, D = self.fast["G"], self.fast["D"]
+    def batches_before(self, step: int) -> int:
+        """n_critic batches a step; with bursts, burst_critic at steps < burst_first and at every
+        multiple of burst_every (Arjovsky et al.'s main.py: Diters 100 while gen_iterations < 25 or
+        gen_iterations % 500 == 0)."""
         g = self.cfg.gan
+        if not g.burst_critic:
+            return step * g.n_critic
+        bursts = min(step, g.burst_first)
+        if step > g.burst_first:  # multiples of burst_every in [burst_first, step)
+            bursts += (step - 1) // g.burst_every - (g.burst_first - 1) // g.burst_every
+        return step * g.n_critic + bursts * (g.burst_critic - g.n_critic)
+
+    def step(self, real: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One critic update per train.batch images of `real` (n_critic batches, or a burst's), then G's."""
+        G, D = self.fast["G"], self.fast["D"]
+        g, batch = self.cfg.gan, self.cfg.train.batch
         out: dict[str, torch.Tensor] = {}
-        for real_k in real.chunk(g.n_critic):
+        for real_k in real.split(batch):
             z = self.sample_z(real_k.shape[0], gen)
             with torch.no_grad(), self.amp():
                 fake = G(z)
@@ -96,7 +110,7 @@ class WGAN(Family):
             if g.clip > 0:
                 clip_weights(self.nets["D"], g.clip)
 
-        z = self.sample_z(real.shape[0] // g.n_critic, gen)
+        z = self.sample_z(batch, gen)
         with self.amp(), self.frozen(self.nets["D"]):
             loss_g = -D(self.d_view(G(z), gen)).float().mean()
         self.apply({"G": loss_g})

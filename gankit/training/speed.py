@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -74,6 +75,8 @@ def step_flops(family, batch: int, res: int) -> float:
         probe = copy.deepcopy(family)
     finally:
         family.fast = fast
+    # the probe's step at batch 2: families that split a step's images by train.batch (WGAN) see it too
+    probe.cfg = dataclasses.replace(probe.cfg, train=dataclasses.replace(probe.cfg.train, batch=2))
     small = 2 * probe.batches_per_step
     x = torch.zeros(small, 3, res, res, device=family.device)
     counter = FlopCounterMode(display=False)

@@ -52,10 +52,9 @@ class Trainer:
                               f"(prepare with --res {cfg.model.res} or --set model.res={self.dataset.res})")
         torch.manual_seed(t.seed)
         self.family: Family = build_family(cfg, self.device, self.precision)
-        self.per_step = t.batch * self.family.batches_per_step  # real images one process uses a step
-        self.family.ada.batch = self.per_step * world.size  # ADA's pace: real images D sees a step, all ranks
-        # one global batch a step, each rank training on its own shard of it
-        self.stream = BatchStream(len(self.dataset), self.per_step * world.size, t.seed, world.rank, world.size)
+        # the stream's unit: one global batch, each rank training on its own shard of it; a step takes
+        # the family's count of them (n_critic for WGAN critics, more in a critic burst)
+        self.stream = BatchStream(len(self.dataset), t.batch * world.size, t.seed, world.rank, world.size)
         self.gen = torch.Generator(self.device).manual_seed(t.seed + 1_000_003 * world.rank)
         self.install_step_hooks()
         if world.active:
@@ -284,13 +283,16 @@ class Trainer:
     def real_batch(self, step: int) -> torch.Tensor:
         """uint8 NHWC images of this step's batch (this rank's shard); gathered on the GPU when the
         prepared array lives there."""
-        idx = self.stream.indices(step)
+        first, end = self.family.batches_before(step), self.family.batches_before(step + 1)
+        idx = np.concatenate([self.stream.indices(k) for k in range(first, end)])
         if self._device_images is not None:
             return self._device_images[torch.from_numpy(idx).to(self.device, non_blocking=True)]
         return self.dataset.batch(idx)
 
-    def images_seen(self) -> int:
-        return self.step * self.per_step * self.world.size
+    def images_seen(self, step: int | None = None) -> int:
+        """Real images all ranks have drawn before `step` (default: the current step)."""
+        step = self.step if step is None else step
+        return self.family.batches_before(step) * self.cfg.train.batch * self.world.size
 
     def seconds(self) -> dict[str, float] | None:
         """Wall and CPU seconds (this process's CPU time over all its threads) that training this run
@@ -407,7 +409,7 @@ class Trainer:
                 while self.step < t.steps and not self.stopping(window):
                     out = self.train_step()
                     if out is None or not self.log(window, out) or not self.write_outputs(window):
-                        window.restart()  # rolled back to a checkpoint: the interval starts again
+                        window.restart(self.images_seen())  # rolled back to a checkpoint: the interval starts again
             finally:
                 window.bar.close()
                 for s, h in old_handlers.items():
@@ -448,10 +450,11 @@ class Trainer:
                 self.rollback(", ".join(bad), at_step=self.step + 1)
                 return None
         self.family.update_ema(self.step)
-        if self.family.ada.adaptive and (self.step + 1) % self.cfg.augment.ada_every == 0:
+        every = self.cfg.augment.ada_every
+        if self.family.ada.adaptive and (self.step + 1) % every == 0:
             if world.active:  # every rank's signs count, and all keep the same p
                 ddp.average_tensors([self.family.ada.sign_sum, self.family.ada.count], world)
-            self.family.ada.adjust()
+            self.family.ada.adjust(self.images_seen(self.step + 1) - self.images_seen(self.step + 1 - every))
         self.step += 1
         self.watch_plateau(out)
         return out
@@ -471,8 +474,12 @@ class Trainer:
             self.rollback(", ".join(bad))
             return False
         seconds = now - window.t_start
-        values["images_per_s"] = ips = window.n * self.per_step * world.size / seconds
-        values["mfu"] = window.flops * window.n / seconds / window.peak  # per process
+        images = self.images_seen() - window.images0
+        values["images_per_s"] = ips = images / seconds
+        # FLOPs counted for an ordinary step, scaled by the images drawn (a critic burst's G update is
+        # counted as if there were one per n_critic critic updates)
+        ordinary = images / (t.batch * self.family.batches_per_step * world.size)
+        values["mfu"] = window.flops * ordinary / seconds / window.peak  # per process
         window.last = {"step": self.step, "images": self.images_seen(), **values}
         if world.main:
             self.metrics.append(window.last)
@@ -480,7 +487,7 @@ class Trainer:
         window.bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in values.items()
                                             if k not in ("images_per_s", "mfu"))
                                    + f" img/s={ips:.0f} mfu={100 * values['mfu']:.1f}%")
-        window.restart()
+        window.restart(self.images_seen())
         return True
 
     def write_outputs(self, window: "_Window") -> bool:
@@ -556,11 +563,13 @@ class _Window:
         before = trainer.spent["wall"] if trainer.spent else 0.0
         self.deadline = time.monotonic() + 60 * t.max_minutes - before if t.max_minutes else math.inf
         self.last: dict = {}
-        self.restart()
+        self.restart(trainer.images_seen())
 
-    def restart(self) -> None:
+    def restart(self, images: int) -> None:
+        """A new interval, from `images` real images drawn."""
         self.sums: dict[str, torch.Tensor] = {}
         self.n = 0
+        self.images0 = images
         self.t_start = time.perf_counter()
 
     def add(self, out: dict) -> None:
