@@ -359,12 +359,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # statistics of its own the average scored 20.1 at the twin's 17,000 steps (G 21.0 at 2,000 samples;
     # with G's statistics copied the average had measured far worse than G, BENCHMARKS.md). A BatchNorm
     # critic (the WGAN paper's; MISSION's table has LayerNorm) was ahead early and level at the end, 19.55
-    # in 1.29 times the CPU, so the twin keeps LayerNorm. Two critic steps a generator step, not the paper's
-    # 5 (n_critic is a hyper-parameter of its Algorithm 1, as the rate and the clip are): at equal CPU the
-    # generator's updates were what the half hour lacked; in one-core runs 2 led 3 and 1, and 3 led 5, at
-    # every evaluation, and the reference code's 100-step critic bursts fell behind (BENCHMARKS.md, eleventh
-    # session). 25,000 steps take the CPU the 5-step twin's 17,000 took there; wgan-32-cpu is unmeasured
-    "wgan-64": (16, None, 25_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
+    # in 1.29 times the CPU, so the twin keeps LayerNorm; wgan-32-cpu follows it unmeasured
+    "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
     "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
@@ -412,7 +408,6 @@ for _name in list(_PRESETS):
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
     _gain = f", lambda_k {_other['gan']['lambda_k']:g}" if "lambda_k" in _other.get("gan", {}) else ""
-    _critic = f", {_other['gan']['n_critic']} critic steps" if "n_critic" in _other.get("gan", {}) else ""
     _o = _other.get("optim", {})
     _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
@@ -422,7 +417,7 @@ for _name in list(_PRESETS):
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"
-                                f"{_gain}{_critic}",
+                                f"{_gain}",
                                 _twin)
 
 
