@@ -359,7 +359,10 @@ _CPU_TWIN: dict[str, tuple] = {
     # statistics of its own the average scored 20.1 at the twin's 17,000 steps (G 21.0 at 2,000 samples;
     # with G's statistics copied the average had measured far worse than G, BENCHMARKS.md). A BatchNorm
     # critic (the WGAN paper's; MISSION's table has LayerNorm) was ahead early and level at the end, 19.55
-    # in 1.29 times the CPU, so the twin keeps LayerNorm; wgan-32-cpu follows it unmeasured
+    # in 1.29 times the CPU, so the twin keeps LayerNorm; wgan-32-cpu follows it unmeasured. Fewer critic
+    # steps for the same CPU (2 or 3, not the paper's 5) led through the middle of the runs and did not hold
+    # at the end (2: 21.1 at 28,000 steps; 3: 19.1 at 25,000 in 1.3 times the CPU), and the reference code's
+    # 100-step critic bursts (gan.burst_critic) fell behind: the twin keeps 5 (BENCHMARKS.md, eleventh session)
     "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
