@@ -353,17 +353,17 @@ _CPU_TWIN: dict[str, tuple] = {
     "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
     "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
-    # WGAN-64: width 16 (0.092 s/step; on a Zen 3 0.150, width 32 0.359) and four times the paper's
-    # RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2 against 41.1 at twice the rate,
-    # 10,500 steps, BENCHMARKS.md; halved every 6,000 steps it fell behind). EMA on: with BatchNorm
-    # statistics of its own the average scored 20.1 at the twin's 17,000 steps (G 21.0 at 2,000 samples;
-    # with G's statistics copied the average had measured far worse than G, BENCHMARKS.md). A BatchNorm
-    # critic (the WGAN paper's; MISSION's table has LayerNorm) was ahead early and level at the end, 19.55
-    # in 1.29 times the CPU, so the twin keeps LayerNorm; wgan-32-cpu follows it unmeasured. Fewer critic
-    # steps for the same CPU (2 or 3, not the paper's 5) led through the middle of the runs and did not hold
-    # at the end (2: 21.1 at 28,000 steps; 3: 19.1 at 25,000 in 1.3 times the CPU), and the reference code's
-    # 100-step critic bursts (gan.burst_critic) fell behind: the twin keeps 5 (BENCHMARKS.md, eleventh session)
-    "wgan-64": (16, None, 17_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
+    # WGAN-64: four times the paper's RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2
+    # against 41.1 at twice the rate, 10,500 steps, width 16; halved every 6,000 steps it fell behind) and
+    # EMA on (with BatchNorm statistics of its own; with G's copied the average measured far worse than G).
+    # Width 32 with two critic steps a generator step, not width 16 with the paper's 5 (n_critic is a
+    # hyper-parameter of its Algorithm 1, as the rate and the clip are): about 1.4 times the CPU a step,
+    # so 12,000 steps take the CPU the width-16 5-step twin's 17,000 took (39.8 CPU min against 39.6):
+    # held-out FD 15.4 against 20.1 (15.7 at 17,000 steps; 15.3-16.0 from 10,000 on, 2,000 samples). At width 16 every
+    # lever had ended near 19-21: 2 or 3 critic steps, the reference code's 100-step critic bursts, clip
+    # values, and a BatchNorm critic (the WGAN paper's; MISSION's table has LayerNorm, kept) (BENCHMARKS.md,
+    # twelfth session). wgan-32-cpu is unmeasured and keeps 5
+    "wgan-64": (32, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
     "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
@@ -383,9 +383,13 @@ _CPU_TWIN: dict[str, tuple] = {
     # held-out FD 43.7 at 9,000 steps against 63.8 for the plain twin's 12,000 in more CPU time, ahead at
     # every evaluation and in a second seed; its vanishing residuals (model.carry_steps=1000) on top
     # ended at 57.1 and stay off; with the skips Adam 5e-4 led at 6,000 steps and ended level (43.3).
-    # began-128-cpu stays plain (unmeasured; the skips cost more there)
-    # (an eighth of the width, a third of the batch)
-    "began-64": (16, 16, 9_000, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True))),  # 0.162-0.186
+    # began-128-cpu stays plain (unmeasured; the skips cost more there). Batch 8 in began-64-cpu, not 16
+    # (a sixth of began-64's 48): 0.56-0.61 times the cost a step at one thread (0.47 at two), so 14,700
+    # steps take the CPU 9,000 took at 16; held-out FD 38.9 against 43.7 (G itself 34.6: the average
+    # lags while BEGAN still improves this fast), the average ahead at all six evaluations at equal CPU,
+    # sharper faces (BENCHMARKS.md, twelfth session). began-128-cpu keeps 16 (unmeasured)
+    # (an eighth of the width)
+    "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True))),  # 0.098
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
     # steps (63.5 at 30,000, 62.5 at 40,000) and width 32 reached 56.9 at 17,000, 45.2 at 30,000; EMA on:
@@ -411,6 +415,7 @@ for _name in list(_PRESETS):
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
     _gain = f", lambda_k {_other['gan']['lambda_k']:g}" if "lambda_k" in _other.get("gan", {}) else ""
+    _critic = f", {_other['gan']['n_critic']} critic steps" if "n_critic" in _other.get("gan", {}) else ""
     _o = _other.get("optim", {})
     _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
@@ -420,7 +425,7 @@ for _name in list(_PRESETS):
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"
-                                f"{_gain}",
+                                f"{_gain}{_critic}",
                                 _twin)
 
 

@@ -268,7 +268,10 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
                # the BEGAN paper's own optional skip connections (section 3.5.1), an architecture choice like
                # the width: the losses, k_t and the updates are the algorithm's (BEGAN-64 twin: BENCHMARKS.md)
                ("model", "skip"),
-               ("gan", "lambda_k")}  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
+               ("gan", "lambda_k"),  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
+               # critic steps per generator step, a hyper-parameter of WGAN's Algorithm 1 like its rate
+               # (WGAN-64 twin: BENCHMARKS.md); the loss, the clipping and RMSProp are the algorithm's
+               ("gan", "n_critic")}
     twins = [n for n in preset_names() if n.endswith("-cpu")]
     assert len(twins) == len([n for n in preset_names() if not n.endswith("-cpu")])
     for twin in twins:
