@@ -359,10 +359,10 @@ _CPU_TWIN: dict[str, tuple] = {
     # Width 32 with two critic steps a generator step, not width 16 with the paper's 5 (n_critic is a
     # hyper-parameter of its Algorithm 1, as the rate and the clip are): about 1.4 times the CPU a step,
     # so 12,000 steps take the CPU the width-16 5-step twin's 17,000 took (39.8 CPU min against 39.6):
-    # held-out FD 15.4 against 20.1 (15.7 at 17,000 steps; 15.3-16.0 from 10,000 on, 2,000 samples). At width 16 every
-    # lever had ended near 19-21: 2 or 3 critic steps, the reference code's 100-step critic bursts, clip
-    # values, and a BatchNorm critic (the WGAN paper's; MISSION's table has LayerNorm, kept) (BENCHMARKS.md,
-    # twelfth session). wgan-32-cpu is unmeasured and keeps 5
+    # held-out FD 15.4 against 20.1 (15.7 at 17,000 steps; 15.3-16.0 from 10,000 on, 2,000 samples).
+    # At width 16 every lever had ended near 19-21: 2 or 3 critic steps, the reference code's 100-step
+    # critic bursts, clip values, and a BatchNorm critic (the WGAN paper's; MISSION's table has LayerNorm,
+    # kept) (BENCHMARKS.md, twelfth session). wgan-32-cpu is unmeasured and keeps 5
     "wgan-64": (32, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
