@@ -362,7 +362,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # held-out FD 15.4 against 20.1 (15.7 at 17,000 steps; 15.3-16.0 from 10,000 on, 2,000 samples).
     # At width 16 every lever had ended near 19-21: 2 or 3 critic steps, the reference code's 100-step
     # critic bursts, clip values, and a BatchNorm critic (the WGAN paper's; MISSION's table has LayerNorm,
-    # kept) (BENCHMARKS.md, twelfth session). wgan-32-cpu is unmeasured and keeps 5
+    # kept) (BENCHMARKS.md, twelfth session). At width 32 the rates halved at 8,000 steps (15.55) and width
+    # 40 for the same CPU (8,600 steps, 16.97) measured worse (thirteenth session). wgan-32-cpu is
+    # unmeasured and keeps 5
     "wgan-64": (32, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
@@ -387,9 +389,13 @@ _CPU_TWIN: dict[str, tuple] = {
     # (a sixth of began-64's 48): 0.56-0.61 times the cost a step at one thread (0.47 at two), so 14,700
     # steps take the CPU 9,000 took at 16; held-out FD 38.9 against 43.7 (G itself 34.6: the average
     # lags while BEGAN still improves this fast), the average ahead at all six evaluations at equal CPU,
-    # sharper faces (BENCHMARKS.md, twelfth session). began-128-cpu keeps 16 (unmeasured)
+    # sharper faces (BENCHMARKS.md, twelfth session). began-128-cpu keeps 16 (unmeasured). A shorter
+    # average in began-64-cpu, 0.998 (half-life 346 steps from step 6,930 on, where 0.999's ramp goes on
+    # to 693): held-out FD 37.1 against 38.9, ahead at the last three evaluations (thirteenth session;
+    # G itself still 34.6; began-128-cpu and BEGAN's flowers follow unmeasured)
     # (an eighth of the width)
-    "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True))),  # 0.098
+    "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
+                                     train=dict(ema=0.998))),  # 0.092-0.098
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
     # steps (63.5 at 30,000, 62.5 at 40,000) and width 32 reached 56.9 at 17,000, 45.2 at 30,000; EMA on:
@@ -401,6 +407,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # twin's 15,000 at a constant rate, where rates halved at 5,000 and 10,000 ended at 20.2 (BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
+# EMA 0.999 in every twin. With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
+# until that reaches 0.999's 693 steps (at step 13,862): a longer decay changes nothing in a shorter run
+# (WGAN at 0.9995 matched 0.999 to every digit, thirteenth session); a shorter one binds sooner.
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
 _CPU_TWIN["wgan-gp-64-flowers"] = _CPU_TWIN["wgan-gp-64"]
 for _name in list(_PRESETS):

@@ -279,7 +279,7 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
         changed = {(s, k) for s in full if isinstance(full[s], dict) for k in full[s] if full[s][k] != cpu[s][k]}
         assert changed <= tunable, (twin, changed - tunable)
         # EMA on (full presets: off), and a length of its own
-        assert (cpu["train"]["ema"], full["train"]["ema"]) == (0.999, 0.0), twin
+        assert 0.99 <= cpu["train"]["ema"] < 1 and full["train"]["ema"] == 0, twin
         assert cpu["train"]["steps"] != full["train"]["steps"], twin
         # its steps are the budget on the CPU it was tuned on; the time limit stops a slower CPU by itself
         assert cpu["train"]["max_minutes"] == 30 and full["train"]["max_minutes"] == 0, twin
