@@ -407,7 +407,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # twin's 15,000 at a constant rate, where rates halved at 5,000 and 10,000 ended at 20.2 (BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
-# EMA 0.999 in every twin. With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
+# EMA 0.999 in every twin (began-64-cpu: 0.998). With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
 # until that reaches 0.999's 693 steps (at step 13,862): a longer decay changes nothing in a shorter run
 # (WGAN at 0.9995 matched 0.999 to every digit, thirteenth session); a shorter one binds sooner.
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
