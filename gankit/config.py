@@ -392,8 +392,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # sharper faces (BENCHMARKS.md, twelfth session). began-128-cpu keeps 16 (unmeasured). A shorter
     # average in began-64-cpu, 0.998 (half-life 346 steps from step 6,930 on, where 0.999's ramp goes on
     # to 693): held-out FD 37.1 against 38.9, ahead at the last three evaluations (thirteenth session;
-    # G itself still 34.6; began-128-cpu and BEGAN's flowers follow unmeasured)
-    # (an eighth of the width)
+    # G itself still 34.6; began-128-cpu and BEGAN's flowers follow unmeasured). Width 16: an eighth
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
                                      train=dict(ema=0.998))),  # 0.092-0.098
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
