@@ -371,33 +371,29 @@ _CPU_TWIN: dict[str, tuple] = {
     "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     "wgan-32": (None, None, 25_000, {}),  # 0.058
     "wgan-gp-32": (None, None, 13_000, {}),  # 0.114
-    # BEGAN: PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the
-    # 20 unnormalised layers and the twin collapsed to one image (BENCHMARKS.md, issue 13). k_t's gain
-    # lambda_k 0.01, ten times the paper's: k_t climbs at a rate per step, and in 6,000 steps (the paper
-    # trains for hundreds of thousands) it had reached 0.08 and was still climbing; with 0.01 held-out
-    # FD 136 against 156 (BENCHMARKS.md). Adam 3e-4, three times the paper's rate (still halved when
-    # M_global stalls): held-out FD 109 against 120 at 6,000 steps, 53 at 12,000, recognisable faces
-    # where the paper's rate gave blurry look-alikes. EMA on again: at the paper's rate G itself beat
-    # its average (120 against 136), at 3e-4 G's FD swings between evaluations (56, 72, 53, 55, 63) and
-    # its average is steadier and better (51.5 against 63.2 at 14,000 steps) (BENCHMARKS.md;
-    # began-128-cpu follows unmeasured). The paper's optional skip connections (model.skip, section
-    # 3.5.1) on in began-64-cpu: 1.2-1.3 times the cost a step (s/step below; plain 0.126-0.135), and
-    # held-out FD 43.7 at 9,000 steps against 63.8 for the plain twin's 12,000 in more CPU time, ahead at
-    # every evaluation and in a second seed; its vanishing residuals (model.carry_steps=1000) on top
-    # ended at 57.1 and stay off; with the skips Adam 5e-4 led at 6,000 steps and ended level (43.3).
-    # began-128-cpu stays plain (unmeasured; the skips cost more there). Batch 8 in began-64-cpu, not 16
-    # (a sixth of began-64's 48): 0.56-0.61 times the cost a step at one thread (0.47 at two), so 14,700
-    # steps take the CPU 9,000 took at 16; held-out FD 38.9 against 43.7 (G itself 34.6: the average
-    # lags while BEGAN still improves this fast), the average ahead at all six evaluations at equal CPU,
-    # sharper faces (BENCHMARKS.md, twelfth session). began-128-cpu keeps 16 (unmeasured). A shorter
-    # average in began-64-cpu, 0.998 (half-life 346 steps from step 6,930 on, where 0.999's ramp goes on
-    # to 693): held-out FD 37.1 against 38.9, ahead at the last three evaluations (thirteenth session;
-    # G itself still 34.6; began-128-cpu and BEGAN's flowers follow unmeasured); shorter again, 0.995
-    # (half-life 138 steps from step 2,760 on): 36.5, ahead of 0.998 at the five evaluations after the
-    # first (equal there; G is the same run's to the digit, the average does not train; measured in the
-    # thirteenth session, adopted in the fourteenth). Width 16: an eighth
+    # BEGAN twins (BENCHMARKS.md has each measurement; held-out fd-celeba-attr10k on the 64-px twin):
+    # - PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the 20
+    #   unnormalised layers and the twin collapsed to one image.
+    # - k_t's gain lambda_k 0.01, ten times the paper's: k_t climbs at a rate per step, and in 6,000 steps
+    #   (the paper trains for hundreds of thousands) it had reached 0.08 and was still climbing (136 against 156).
+    # - Adam 3e-4, three times the paper's rate (still halved when M_global stalls): 109 against 120 at
+    #   6,000 steps, recognisable faces where the paper's rate gave blurry look-alikes.
+    # - EMA on: at 3e-4 G's FD swings between evaluations and its average is steadier.
+    # began-64-cpu only (began-128-cpu stays as above, unmeasured):
+    # - the paper's optional skip connections (model.skip, section 3.5.1): 1.2-1.3 times the cost a step,
+    #   43.7 at 9,000 steps against 63.8 for the plain twin's 12,000 in more CPU time (vanishing
+    #   residuals on top, model.carry_steps=1000: 57.1, off; Adam 5e-4: level).
+    # - batch 8, not 16 (a sixth of began-64's 48): 0.47 times the cost a step at two threads, so 14,700
+    #   steps take the CPU 9,000 took at 16: 38.9 against 43.7, sharper faces (twelfth session).
+    # - gamma 0.7, not 0.5 (the paper's diversity ratio, which it varies from 0.3 to 0.7 itself): 21.7
+    #   against 37.1, recall 0.20 against 0.03, varied faces where 0.5 gave smooth look-alikes (fourteenth
+    #   session; on the plain batch-16 twin at the paper's rate, 6,000 steps, 0.7 had lost: 141.6 against 119.9).
+    # - EMA 0.998 (half-life 346 steps from step 6,930 on): at gamma 0.7 G swings late (21.9 at 12,250
+    #   steps, 47.5 at 14,700, 2,000 samples) and the 0.998 average holds (22.2 at both); at gamma 0.5,
+    #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
+    # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
-                                     train=dict(ema=0.995))),  # 0.092-0.098
+                                     gan=dict(_BEGAN_TWIN["gan"], gamma=0.7), train=dict(ema=0.998))),
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
     # steps (63.5 at 30,000, 62.5 at 40,000) and width 32 reached 56.9 at 17,000, 45.2 at 30,000; EMA on:
@@ -409,7 +405,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # twin's 15,000 at a constant rate, where rates halved at 5,000 and 10,000 ended at 20.2 (BENCHMARKS.md)
     "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
-# EMA 0.999 in every twin (began-64-cpu: 0.995). With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
+# EMA 0.999 in every twin (began-64-cpu: 0.998). With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
 # until that reaches 0.999's 693 steps (at step 13,862): a longer decay changes nothing in a shorter run
 # (WGAN at 0.9995 matched 0.999 to every digit, thirteenth session); a shorter one binds sooner.
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
@@ -425,7 +421,7 @@ for _name in list(_PRESETS):
         _twin[_section].update(_values)
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
                        if k == "lr_g")
-    _gain = f", lambda_k {_other['gan']['lambda_k']:g}" if "lambda_k" in _other.get("gan", {}) else ""
+    _gain = "".join(f", {k} {_other['gan'][k]:g}" for k in ("lambda_k", "gamma") if k in _other.get("gan", {}))
     _critic = f", {_other['gan']['n_critic']} critic steps" if "n_critic" in _other.get("gan", {}) else ""
     _o = _other.get("optim", {})
     _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""

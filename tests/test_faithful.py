@@ -269,6 +269,9 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
                # the width: the losses, k_t and the updates are the algorithm's (BEGAN-64 twin: BENCHMARKS.md)
                ("model", "skip"),
                ("gan", "lambda_k"),  # BEGAN's k_t gain, a rate like the learning rates (BEGAN twins)
+               # BEGAN's diversity ratio, a choice the paper leaves to the user and varies itself (0.3-0.7);
+               # the losses and the k_t controller are unchanged (BEGAN-64 twin: BENCHMARKS.md)
+               ("gan", "gamma"),
                # critic steps per generator step, a hyper-parameter of WGAN's Algorithm 1 like its rate
                # (WGAN-64 twin: BENCHMARKS.md); the loss, the clipping and RMSProp are the algorithm's
                ("gan", "n_critic")}
