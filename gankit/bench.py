@@ -120,7 +120,7 @@ def bench_plain(images_u8: np.ndarray | None, jpegs: list[str] | None, batch: in
 def bench_gankit(preset: str, images_u8: np.ndarray, warmup: int, steps: int, compile: bool,
                  overrides: list[str] | None = None, device: str = "cpu"):
     cfg = apply_overrides(load_preset(preset), overrides or [])
-    cfg.train.compile = compile
+    cfg.train.compile = compile or cfg.train.compile  # --compile, or --set train.compile=true
     device = torch.device(device)
     precision = resolve_precision(device, cfg.train.precision)
     torch.manual_seed(0)

@@ -102,3 +102,13 @@ def test_throughput_records_add_up(tmp_path, counted):
     s_lo, s_hi = span(r["s_per_step"], 3)
     assert consistent(r["images_per_s"], 2, r["batch"] / s_hi, r["batch"] / s_lo), r
     assert r["mfu"] > 0 and (r["mfu"] <= 1 or not mfu_bounded("vae-64-cpu")), r
+
+
+def test_throughput_honours_compile_from_set(monkeypatch, counted):
+    """`--throughput P --set train.compile=true` measures the compiled networks, as --set promises."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda net, *a, **k: compiled.append(type(net).__name__) or net)
+    bench.main(["--throughput", "vae-64-cpu", "--steps", "1", "--warmup", "1"])
+    assert compiled == []
+    bench.main(["--throughput", "vae-64-cpu", "--steps", "1", "--warmup", "1", "--set", "train.compile=true"])
+    assert compiled, "train.compile=true was dropped by the bench"
