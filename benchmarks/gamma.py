@@ -7,7 +7,7 @@
 Each gamma trains the `began-64-cpu` preset unchanged but for gan.gamma, on DATA[:9000], for the
 preset's budget; a run already finished is reused (and `--reuse G=FOLDER` takes an existing run for
 gamma G, e.g. the gallery's BEGAN) if it trained with the preset's gamma and lambda_k, and is sampled
-as the preset samples (G itself: the twin keeps no average). Then n samples of each are scored against DATA[9000:] in gankit's
+as the preset samples (its average where it keeps one, else G itself). Then n samples of each are scored against DATA[9000:] in gankit's
 CelebA feature space (FD, precision/recall k=3, density/coverage k=5, from one pass), and a figure
 puts the sample grids side by side. Recall stays at 0 while every gamma is far from the data, so the
 variety is also measured without the reference's manifold: `spread` is the mean pairwise distance
