@@ -6,7 +6,7 @@
 CelebA-64: each family trains on the first 9,000 faces (`DATA[:9000]`) and is scored on the held-out
 rest (`DATA[9000:]`) in gankit's CelebA feature space (fd-celeba-attr10k and kd-celeba-attr10k).
 Flowers at 64 px: DCGAN and WGAN-GP with DiffAugment's translation (ADA's adaptive probability),
-BEGAN with flips of the real images (its energy D takes no DiffAugment well, below),
+BEGAN with flips of the real images (its energy D takes no DiffAugment well, below) and gamma 0.7,
 scored against the whole set in the flowers' feature space. Each (data, family) run lives in RUNS/<data>-<family>/; a run that already finished is
 reused, an interrupted one resumed. Writes one figure per dataset (the families' samples side by
 side, labelled) and a Markdown table (family, preset, whether the samples come from G's moving
@@ -38,9 +38,10 @@ ADA = ["augment.ada_target=0.6", "augment.p=0"]
 # autoencoder and G lowers D's reconstruction error of what D sees, so what D reconstructs well from
 # augmented reals is cheap for G: with DiffAugment's colour transform BEGAN's flowers stayed grey, with
 # translation and cutout they were grey or yellow blobs; with flips, yellow blooms and lilac patches on
-# green (fd-flowers-class10k 64.7 against 103.1; gamma 0.7 and 90-degree turns on top no better; not yet
-# varied flowers, BENCHMARKS.md)
-BEGAN_AUG = ["augment.flip=true"]
+# green (fd-flowers-class10k 64.7 against 103.1; 90-degree turns on top no better, BENCHMARKS.md). Gamma 0.7,
+# not the twin's 0.85: on the twin as it now is 0.7 reached 52.7 (yellow blooms and white petals on green,
+# 80.3 at 0.5: pale blobs), where 0.85 collapsed near step 12,000 to striped olive blobs (fourteenth session)
+BEGAN_FLOWERS = ["augment.flip=true", "gan.gamma=0.7"]
 HELD_OUT = 9000  # CelebA: train on [:9000], score on the held-out [9000:]
 FIGURE_SAMPLES = 20  # per family: six families of 5 x 4 samples keep the CelebA figure under 1 MiB
 
@@ -94,7 +95,7 @@ def plan(celeba: str | None, flowers: str | None, families: list[str] | None, ex
     if flowers:
         for label, preset in FLOWER_FAMILIES.items():
             if wanted(label, preset):
-                aug = BEGAN_AUG if preset.startswith("began") else DIFFAUG + ADA
+                aug = BEGAN_FLOWERS if preset.startswith("began") else DIFFAUG + ADA
                 jobs.append(Job("flowers", label, preset, flowers, flowers, aug + list(extra)))
     if not jobs:
         raise GankitError("gallery: nothing to do (give --celeba and/or --flowers, and families that exist: "
@@ -225,7 +226,7 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
         for job, run, done, m, _ in rows:
             minutes, cpu_minutes = ("?" if done.get(k) is None else done[k] for k in ("minutes", "cpu_minutes"))
             ema = m["ema"] if "ema" in m else job.ema and trained_ema(run)  # (a score cached before "ema")
-            table.append(f"| {job.label} | {job.preset}{augmentation(run)} | {'EMA' if ema else 'G'} | "
+            table.append(f"| {job.label} | {job.preset}{tuned(job)}{augmentation(run)} | {'EMA' if ema else 'G'} | "
                          f"{done['step']:,} | {'?' if done.get('images') is None else format(done['images'], ',')} | "
                          f"{minutes} | {cpu_minutes} | {done.get('cpu', '?')}, "
                          f"{threads_text(done.get('threads'))} | "
@@ -239,6 +240,16 @@ def gallery(celeba: str | None, flowers: str | None, runs: str | Path, out: str 
 
 def threads_text(threads: int | None) -> str:
     return "? threads" if threads is None else f"{threads} thread{'' if threads == 1 else 's'}"
+
+
+def tuned(job: Job) -> str:
+    """For the table: what the gallery itself sets beyond the preset for the job's data, other than the
+    augmentation (BEGAN's flowers: ", gan.gamma 0.7"), at the value the job trains with; "" where none."""
+    from .config import load_preset
+    own = {o.split("=", 1)[0] for o in BEGAN_FLOWERS + DIFFAUG + ADA if not o.startswith("augment.")}
+    keys = [k for k in dict.fromkeys(o.split("=", 1)[0] for o in job.overrides) if k in own]
+    want, preset = job.config.to_dict(), load_preset(job.preset).to_dict()
+    return "".join(f", {k} {want[s][f]:g}" for k in keys for s, f in [k.split(".", 1)] if want[s][f] != preset[s][f])
 
 
 def augmentation(run: Path) -> str:

@@ -129,9 +129,13 @@ def test_flowers_plan_gives_began_flips_and_the_other_gans_diffaugment(tmp_path)
     """BEGAN's energy D makes what it reconstructs well from augmented reals cheap for G (grey images
     under random saturation, blobs under cutout), so its flowers train on flipped real images with no
     DiffAugment; the other GANs with DiffAugment's translation and ADA."""
-    from gankit.gallery import plan
+    from gankit.config import load_preset
+    from gankit.gallery import plan, tuned
     jobs = {j.label: j for j in plan(None, str(tmp_path), None, [])}
     assert jobs["BEGAN"].config.augment.flip and not jobs["BEGAN"].config.augment.diffaug
+    # gamma 0.7 on flowers, where the twin's 0.85 collapsed, and the table says so
+    assert jobs["BEGAN"].config.gan.gamma == 0.7 != load_preset("began-64-cpu").gan.gamma
+    assert tuned(jobs["BEGAN"]) == ", gan.gamma 0.7" and tuned(jobs["DCGAN"]) == ""
     assert not any(o.startswith("augment.ada_target") for o in jobs["BEGAN"].overrides)
     assert jobs["BEGAN"].ema and jobs["DCGAN"].ema and jobs["WGAN-GP"].ema  # as their presets sample (EMA)
     for label in ("DCGAN", "WGAN-GP"):
