@@ -348,7 +348,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
     # against 7.77 at a constant rate (BENCHMARKS.md; halvings every 3,000, the uniform prior, width 40 and
     # batch 32 for the same CPU time and D at twice G's rate all measured worse, a longer average the same,
-    # 7.23); the other DCGAN twins follow unmeasured
+    # 7.23, and translation under ADA with a target of 0.9, which starts it late, behind); the other DCGAN
+    # twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     "dcgan-k4-64": (None, None, 20_000, {}),  # 0.074
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
@@ -363,8 +364,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # At width 16 every lever had ended near 19-21: 2 or 3 critic steps, the reference code's 100-step
     # critic bursts, clip values, and a BatchNorm critic (the WGAN paper's; MISSION's table has LayerNorm,
     # kept) (BENCHMARKS.md, twelfth session). At width 32 the rates halved at 8,000 steps (15.55) and width
-    # 40 for the same CPU (8,600 steps, 16.97) measured worse (thirteenth session). wgan-32-cpu is
-    # unmeasured and keeps 5
+    # 40 for the same CPU (8,600 steps, 16.97) measured worse (thirteenth session); one critic step for
+    # 18,000 steps led to 10,000 and then its critic went flat and G drifted (18.4, fifteenth session).
+    # wgan-32-cpu is unmeasured and keeps 5
     "wgan-64": (32, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
@@ -392,6 +394,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # - EMA 0.998 (half-life 346 steps from step 6,930 on): at gamma 0.7 and 0.85 G swings late (0.7: 21.9
     #   at 12,250 steps, 47.5 at 14,700, 2,000 samples) and the 0.998 average holds (22.2 at both); at 0.5,
     #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
+    # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
+    #   batch 4 for 26,000 steps (19.2).
     # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
                                      gan=dict(_BEGAN_TWIN["gan"], gamma=0.85), train=dict(ema=0.998))),
