@@ -389,13 +389,14 @@ _CPU_TWIN: dict[str, tuple] = {
     #   steps take the CPU 9,000 took at 16: 38.9 against 43.7, sharper faces (twelfth session).
     # - gamma 0.85, not 0.5 (the paper's diversity ratio, which it varies from 0.3 to 0.7 itself): 18.8
     #   against 21.7 at 0.7 and 37.1 at 0.5, recall 0.26, 0.20 and 0.03, the average ahead of 0.7's at all six
-    #   evaluations; varied faces where 0.5 gave smooth look-alikes (fourteenth session, one run each; on
-    #   the plain batch-16 twin at the paper's rate, 6,000 steps, 0.7 had lost to 0.5: 141.6 against 119.9).
+    #   evaluations; varied faces where 0.5 gave smooth look-alikes (fourteenth session, one run each, and
+    #   20.1 under a second seed in the fifteenth; on the plain batch-16 twin at the paper's rate, 6,000
+    #   steps, 0.7 had lost to 0.5: 141.6 against 119.9).
     # - EMA 0.998 (half-life 346 steps from step 6,930 on): at gamma 0.7 and 0.85 G swings late (0.7: 21.9
     #   at 12,250 steps, 47.5 at 14,700, 2,000 samples) and the 0.998 average holds (22.2 at both); at 0.5,
     #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
-    #   batch 4 for 26,000 steps (19.2).
+    #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8).
     # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
                                      gan=dict(_BEGAN_TWIN["gan"], gamma=0.85), train=dict(ema=0.998))),
