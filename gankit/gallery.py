@@ -246,10 +246,13 @@ def tuned(job: Job) -> str:
     """For the table: what the gallery itself sets beyond the preset for the job's data, other than the
     augmentation (BEGAN's flowers: ", gan.gamma 0.7"), at the value the job trains with; "" where none."""
     from .config import load_preset
-    own = {o.split("=", 1)[0] for o in BEGAN_FLOWERS + DIFFAUG + ADA if not o.startswith("augment.")}
-    keys = [k for k in dict.fromkeys(o.split("=", 1)[0] for o in job.overrides) if k in own]
-    want, preset = job.config.to_dict(), load_preset(job.preset).to_dict()
-    return "".join(f", {k} {want[s][f]:g}" for k in keys for s, f in [k.split(".", 1)] if want[s][f] != preset[s][f])
+    preset, shown = load_preset(job.preset), []
+    for key in dict.fromkeys(o.split("=", 1)[0] for o in BEGAN_FLOWERS + DIFFAUG + ADA):
+        section, field = key.split(".", 1)
+        value = getattr(getattr(job.config, section), field)
+        if section != "augment" and value != getattr(getattr(preset, section), field):
+            shown.append(f", {key} {value:g}")
+    return "".join(shown)
 
 
 def augmentation(run: Path) -> str:
