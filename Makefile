@@ -19,7 +19,7 @@ TEST_ENV := GANKIT_TEST_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) GANKIT_PRE
 CELEBA ?= ../shared/data/celeba
 QDATA ?= data/celeba64
 QUALITY_MINUTES ?= 60
-QUALITY_PRESET ?= dcgan-64-cpu
+QUALITY_PRESET ?= dcgan-k4-64-cpu
 QUALITY_SET ?= --set train.ema=0.999
 
 .PHONY: demo test test-other bench quality clean-venv

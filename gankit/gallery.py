@@ -23,8 +23,10 @@ from pathlib import Path
 
 from .errors import GankitError
 
-# family label -> the CPU preset it trains
-CELEBA_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN (clipping)": "wgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
+# family label -> the CPU preset it trains. Faces: DCGAN and WGAN (clipping) with the k4 networks (4x4
+# kernels, the DCGAN paper's), which at about equal CPU reached held-out fd-celeba-attr10k 6.5 and 10.5 where
+# the conv3 table's twins reached 7.2 and 15.4 (sixteenth session, BENCHMARKS.md)
+CELEBA_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN (clipping)": "wgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
                    "BEGAN": "began-64-cpu", "VAE": "vae-64-cpu", "VAE-GAN": "vaegan-64-cpu"}
 FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 # DCGAN and WGAN-GP's flowers: DiffAugment's translation alone. On the DCGAN twin (1,360 flowers, 9,000
@@ -68,7 +70,13 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.data_name}-{self.preset.removesuffix('-64-cpu')}"
+        return f"{self.data_name}-{stem(self.preset)}"
+
+
+def stem(preset: str) -> str:
+    """The family's name in `--families` and run folders: dcgan, wgan, wgan-gp, began, vae, vaegan (a run
+    of the family's earlier design there is reused, naming what its preset changed since)."""
+    return preset.removesuffix("-64-cpu").removesuffix("-k4")
 
 
 def held_out_start(data: str) -> int:
@@ -83,8 +91,7 @@ def held_out_start(data: str) -> int:
 def plan(celeba: str | None, flowers: str | None, families: list[str] | None, extra: list[str]) -> list[Job]:
     """The runs the gallery needs: (data, family) pairs, limited to `families` (preset stems or labels)."""
     def wanted(label: str, preset: str) -> bool:
-        stem = preset.removesuffix("-64-cpu")
-        return not families or stem in families or label.lower() in families
+        return not families or stem(preset) in families or label.lower() in families
 
     jobs = []
     if celeba:

@@ -71,7 +71,7 @@ def test_gallery_trains_scores_draws_and_reuses(toy64, tmp_path, capsys, monkeyp
     assert len(scored) == sum(keeps.values()) + sum(flowers_keep)
     again = {f: json.loads(next((tmp_path / "runs" / f"celeba-{f}").glob("*/gallery-metrics.json")).read_text())
              for f in ("dcgan", "vae")}
-    assert "| DCGAN | dcgan-64-cpu | G |" in (tmp_path / "out" / "gallery-celeba.md").read_text()
+    assert "| DCGAN | dcgan-k4-64-cpu | G |" in (tmp_path / "out" / "gallery-celeba.md").read_text()
     assert (scores["dcgan"]["ema"], again["dcgan"]["ema"]) == (True, False)
     assert again["dcgan"]["fd"] != scores["dcgan"]["fd"]  # G's distance, not the average's
     assert (again["vae"] == scores["vae"]) != keeps["VAE"]  # G's score is the cached one when there was no average
