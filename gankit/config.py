@@ -309,7 +309,8 @@ _PRESETS: dict[str, tuple[str, dict]] = {
                        "Z=128", "wgan", "conv3", 64, 128, 128, "layer", 64, _WGAN_CLIP),
     # the k4 networks (4x4 kernels: a transposed conv at stride 2 then gives every output pixel the same
     # number of taps, where 3x3 alternates them, a checkerboard) with the wgan-64 table's LayerNorm critic;
-    # its CPU twin is the gallery's WGAN (held-out FD 10.5 against the conv3 twin's 15.4, BENCHMARKS.md)
+    # its CPU twin is the gallery's WGAN (held-out FD 10.5 and 14.8 under two seeds against the conv3
+    # twin's 15.4-15.5 under three, BENCHMARKS.md)
     "wgan-k4-64": _preset("WGAN, weight clipping c=0.01, RMSProp 5e-5, 5 critic steps, k4 design (DCGAN paper, "
                           "WGAN report) with a LayerNorm critic, batch 64, Z=128", "wgan", "k4", 64, 128, 64, "layer",
                           64, _WGAN_CLIP),
@@ -358,7 +359,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # DCGAN (0.68 with DiffAugment's translation); the 32-px DCGAN twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     # DCGAN-k4-64, the gallery's DCGAN on faces: the DCGAN paper's own networks (4x4 kernels) at width 24,
-    # for about the CPU of dcgan-64-cpu's 3x3 ones at width 32 (0.19 against 0.18 s/step at one thread),
+    # for about the CPU of dcgan-64-cpu's 3x3 ones at width 32 (0.190 against 0.185 s/step at one thread),
     # with the same halvings: held-out fd-celeba-attr10k 6.46 against 7.24 (sixteenth session, BENCHMARKS.md)
     "dcgan-k4-64": (24, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
@@ -381,7 +382,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # half-hour run
     "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-k4-64, the gallery's WGAN on faces: wgan-64-cpu's settings with k4 networks at width 24 (about
-    # the same CPU a step): held-out FD 10.5 against 15.4, recall 0.50 against 0.32 (sixteenth session)
+    # the same CPU a step, 0.178 against 0.181 s/step at one thread): held-out FD 10.5 and 14.8 under two
+    # seeds against 15.37, 15.51 and 15.43 under three, recall 0.50 and 0.34 against 0.32 (sixteenth session)
     "wgan-k4-64": (24, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     "wgan-32": (None, None, 25_000, {}),  # 0.058
     "wgan-gp-32": (None, None, 13_000, {}),  # 0.114

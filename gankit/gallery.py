@@ -24,11 +24,12 @@ from pathlib import Path
 from .errors import GankitError
 
 # family label -> the CPU preset it trains. Faces: DCGAN and WGAN (clipping) with the k4 networks (4x4
-# kernels, the DCGAN paper's), which at about equal CPU reached held-out fd-celeba-attr10k 6.5 and 10.5 where
-# the conv3 table's twins reached 7.2 and 15.4 (sixteenth session, BENCHMARKS.md)
+# kernels, the DCGAN paper's), which at about equal CPU reached held-out fd-celeba-attr10k 6.5 and 10.5 (14.8
+# under a second seed) where the conv3 table's twins reached 7.2 and 15.4 (sixteenth session, BENCHMARKS.md)
 CELEBA_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN (clipping)": "wgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
                    "BEGAN": "began-64-cpu", "VAE": "vae-64-cpu", "VAE-GAN": "vaegan-64-cpu"}
-FLOWER_FAMILIES = {"DCGAN": "dcgan-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
+# Flowers: DCGAN's k4 twin too (0.57 against the conv3 twin's 0.68, sixteenth session)
+FLOWER_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 # DCGAN and WGAN-GP's flowers: DiffAugment's translation alone. On the DCGAN twin (1,360 flowers, 9,000
 # steps, about equal CPU time) fd-flowers-class10k 0.74 with it, 2.38 with no augmentation, 2.59 with
 # all three transforms (colour and cutout cost more per step and, as we read it, slowed G more than they
