@@ -355,10 +355,10 @@ _CPU_TWIN: dict[str, tuple] = {
     # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
     # against 7.77 at a constant rate (BENCHMARKS.md; halvings every 3,000, the uniform prior, width 40 and
     # batch 32 for the same CPU time and D at twice G's rate all measured worse, a longer average the same,
-    # 7.23, and translation under ADA with a target of 0.9, which starts it late, behind); the flowers'
-    # DCGAN (0.68 with DiffAugment's translation); the 32-px DCGAN twins follow unmeasured
+    # 7.23, and translation under ADA with a target of 0.9, which starts it late, behind); on flowers 0.68
+    # with DiffAugment's translation (the k4 twin 0.57); the 32-px DCGAN twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
-    # DCGAN-k4-64, the gallery's DCGAN on faces: the DCGAN paper's own networks (4x4 kernels) at width 24,
+    # DCGAN-k4-64, the gallery's DCGAN (faces and flowers): the DCGAN paper's own networks (4x4 kernels) at width 24,
     # for about the CPU of dcgan-64-cpu's 3x3 ones at width 32 (0.190 against 0.185 s/step at one thread),
     # with the same halvings: held-out fd-celeba-attr10k 6.46 against 7.24 (sixteenth session, BENCHMARKS.md)
     "dcgan-k4-64": (24, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),

@@ -171,3 +171,16 @@ def test_a_reused_run_of_an_older_preset_is_named(tmp_path):
     del trained["model"]["d_input_norm"]
     (tmp_path / "config.json").write_text(json.dumps(trained))
     assert drift(job, tmp_path) == ["model.d_input_norm=True"]
+
+
+def test_families_name_the_family_whatever_design_its_preset_has(tmp_path):
+    """`--families wgan` is WGAN with clipping (its k4 twin), not WGAN-GP, and a family's runs live in
+    RUNS/<data>-<family> whichever design its preset has."""
+    import json
+    from gankit.gallery import plan
+    (tmp_path / "meta.json").write_text(json.dumps({"count": 100}))
+    jobs = plan(str(tmp_path), str(tmp_path), ["wgan", "dcgan"], [])
+    assert [(j.label, j.key) for j in jobs] == [("DCGAN", "celeba-dcgan"), ("WGAN (clipping)", "celeba-wgan"),
+                                                ("DCGAN", "flowers-dcgan")]
+    assert {j.preset for j in jobs} == {"dcgan-k4-64-cpu", "wgan-k4-64-cpu"}
+    assert [j.label for j in plan(str(tmp_path), None, ["wgan-gp"], [])] == ["WGAN-GP"]
