@@ -360,7 +360,10 @@ _CPU_TWIN: dict[str, tuple] = {
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     # DCGAN-k4-64, the gallery's DCGAN (faces and flowers): the DCGAN paper's own networks (4x4 kernels) at width 24,
     # for about the CPU of dcgan-64-cpu's 3x3 ones at width 32 (0.190 against 0.185 s/step at one thread),
-    # with the same halvings: held-out fd-celeba-attr10k 6.46 against 7.24 (sixteenth session, BENCHMARKS.md)
+    # with the same halvings: held-out fd-celeba-attr10k 6.46 and 7.27 under two seeds against 7.24 (sixteenth
+    # and seventeenth sessions, BENCHMARKS.md); width 32 (6.93) and the paper's batch 128 (7.33) for the same
+    # CPU, each with the halvings at a third and two thirds of its steps, were no better. 0.105-0.126 s/step
+    # at 2 threads; run so, it stopped at its 30-minute limit at step 14,530 and scored 6.55
     "dcgan-k4-64": (24, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
     "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
@@ -410,7 +413,8 @@ _CPU_TWIN: dict[str, tuple] = {
     #   at 12,250 steps, 47.5 at 14,700, 2,000 samples) and the 0.998 average holds (22.2 at both); at 0.5,
     #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
-    #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8).
+    #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
+    #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
     # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
                                      gan=dict(_BEGAN_TWIN["gan"], gamma=0.85), train=dict(ema=0.998))),
