@@ -21,6 +21,9 @@ class ModelConfig:
     res: int = 64  # 32 or 64 (BEGAN: also 128)
     z_dim: int = 100
     width: int = 128  # channels of D's first layer; doubles at every stage (128..1024 at 64 px)
+    # channels of G's last hidden layer (the one next to the image; doubling toward z), where G should be
+    # wider or narrower than D (or the VAE's encoder); 0 = width, the mirror of D. BEGAN: G's decoder width
+    g_width: int = 0
     d_norm: str = "batch"  # batch | layer | instance | none
     # d_norm also on D's input layer, as the conv3 table has it (the k4 design never puts BatchNorm
     # there); false = that layer un-normalised with a bias, as the DCGAN paper and the WGAN and WGAN-GP
@@ -36,6 +39,11 @@ class ModelConfig:
     # BEGAN: vanishing residuals, carry 1 -> 0 over this many steps (section 3.5.1; the paper: 16,000); 0 = off
     carry_steps: int = 0
     prior: str = ""  # distribution of z: normal | uniform ("" = the family's: uniform for BEGAN, else normal)
+
+    @property
+    def gen_width(self) -> int:
+        """G's width: g_width where set, else width."""
+        return self.g_width or self.width
 
 
 @dataclass
@@ -175,6 +183,8 @@ class Config:
                            ("train.keep_ckpts", t.keep_ckpts), ("train.grid", t.grid)):
             if value < 1:
                 raise GankitError(f"config: {key} must be >= 1, got {value}")
+        if m.g_width < 0:
+            raise GankitError(f"config: model.g_width must be >= 0 (0 = model.width), got {m.g_width}")
         if t.metric:
             from .metrics.registry import DISTANCES, parse_metric
             if parse_metric(t.metric).kind not in DISTANCES:

@@ -55,6 +55,29 @@ def test_conv3_32():
     assert stage_shapes(nets["G"], torch.randn(2, 100))[-1] == (3, 32, 32)
 
 
+@pytest.mark.parametrize("preset", ["dcgan-k4-64-cpu", "wgan-64-cpu", "began-64-cpu", "vae-64-cpu", "vaegan-64-cpu"])
+def test_g_width_widens_the_generator_alone(preset):
+    from gankit.errors import GankitError
+    from gankit.families import build_family
+    cfg = load_preset(preset)
+    base = build_family(cfg, torch.device("cpu"), None)
+    cfg.model.g_width = cfg.model.width * 2
+    cfg.validate()
+    wide = build_family(cfg, torch.device("cpu"), None)
+    others = [k for k in base.nets if k != "G"]
+    assert others and all(sum(p.numel() for p in wide.nets[k].parameters())
+                          == sum(p.numel() for p in base.nets[k].parameters()) for k in others)
+    # G's last hidden layer has g_width channels: the one before the image-making layer
+    last = [m for m in wide.nets["G"].modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    assert last.in_channels == 2 * cfg.model.width
+    assert f"G-width={2 * cfg.model.width}" in type(wide).describe(cfg)
+    z = torch.rand(2, cfg.model.z_dim) * 2 - 1
+    assert wide.generate(z).shape == (2, 3, 64, 64)
+    cfg.model.g_width = -1
+    with pytest.raises(GankitError, match="model.g_width"):
+        cfg.validate()
+
+
 @pytest.mark.parametrize("preset,norm", [("wgan-gp-64", nn.GroupNorm), ("wgan-64", nn.GroupNorm),
                                          ("wgan-gp-32", nn.InstanceNorm2d), ("wgan-32", nn.InstanceNorm2d)])
 def test_wgan_critics_have_no_batchnorm(preset, norm):

@@ -13,6 +13,11 @@ from ..config import Config
 from ..data.diffaug import AdaptiveP, diff_augment, parse_policy
 
 
+def _g_width(m) -> str:
+    """The `describe` suffix naming G's width where it differs from D's; empty otherwise."""
+    return f" G-width={m.g_width}" if m.g_width and m.g_width != m.width else ""
+
+
 def normal_init(module: nn.Module) -> None:
     """Weights from N(0, 0.02); norm scales from N(1, 0.02); biases zero (DCGAN paper; seed 000, Table 3)."""
     for m in module.modules():
@@ -55,7 +60,7 @@ class Family:
     def describe(cls, cfg: Config) -> str:
         """The family's part of a preset's line in `gankit presets`."""
         m = cfg.model
-        return f"{cls.name}/{m.arch} {m.res}px Z={m.z_dim} width={m.width} D-norm={m.d_norm}"
+        return f"{cls.name}/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{_g_width(m)} D-norm={m.d_norm}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         self.cfg = cfg

@@ -17,7 +17,8 @@ k4 (DCGAN paper, pytorch examples), 64 px:       G from z (1x1):
     conv 4x4 s2, norm, LReLU    4x4x512             tconv 4x4 s2, BN, ReLU   32x32x64
     conv 4x4 s1 (valid)         1x1x1               tconv 4x4 s2, tanh       64x64x3
 
-At 32 px each design drops its widest stage. `width` is D's first width (128 conv3, 64 k4).
+At 32 px each design drops its widest stage. `width` is D's first width (128 conv3, 64 k4) and, mirrored,
+G's last (model.g_width sets G's apart).
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ class Generator(nn.Sequential):
 
 def build_networks(cfg: Config) -> dict[str, nn.Module]:
     m = cfg.model
-    return {"G": Generator(m.z_dim, m.res, m.width, m.g_norm, m.arch),
+    return {"G": Generator(m.z_dim, m.res, m.gen_width, m.g_norm, m.arch),
             "D": Discriminator(m.res, m.width, m.d_norm, m.arch, input_norm=m.d_input_norm)}
 
 

@@ -14,14 +14,14 @@ import torch
 
 from ..config import Config
 from ..errors import GankitError
-from .base import Family
+from .base import Family, _g_width
 from .dcgan import Discriminator, Generator
 
 
 def build_vae_networks(cfg: Config) -> dict:
     m = cfg.model
     return {"E": Discriminator(m.res, m.width, "batch", m.arch, out_dim=2 * m.z_dim),
-            "G": Generator(m.z_dim, m.res, m.width, m.g_norm, m.arch)}
+            "G": Generator(m.z_dim, m.res, m.gen_width, m.g_norm, m.arch)}
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ class VAE(Family):
     @classmethod
     def describe(cls, cfg: Config) -> str:
         m = cfg.model
-        return f"vae/{m.arch} {m.res}px Z={m.z_dim} width={m.width} KL weight={cfg.gan.kl_weight:g}"
+        return f"vae/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{_g_width(m)} KL weight={cfg.gan.kl_weight:g}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
