@@ -368,13 +368,14 @@ _CPU_TWIN: dict[str, tuple] = {
     # 7.23, and translation under ADA with a target of 0.9, which starts it late, behind); on flowers 0.68
     # with DiffAugment's translation (the k4 twin 0.57); the 32-px DCGAN twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
-    # DCGAN-k4-64, the gallery's DCGAN (faces and flowers): the DCGAN paper's own networks (4x4 kernels) at width 24,
-    # for about the CPU of dcgan-64-cpu's 3x3 ones at width 32 (0.190 against 0.185 s/step at one thread),
-    # with the same halvings: held-out fd-celeba-attr10k 6.46 and 7.27 under two seeds against 7.24 (sixteenth
-    # and seventeenth sessions, BENCHMARKS.md); width 32 (6.93) and the paper's batch 128 (7.33) for the same
-    # CPU, each with the halvings at a third and two thirds of its steps, were no better. 0.105-0.126 s/step
-    # at 2 threads; run so, it stopped at its 30-minute limit at step 14,530 and scored 6.55
-    "dcgan-k4-64": (24, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),
+    # DCGAN-k4-64, the gallery's DCGAN (faces and flowers): the DCGAN paper's own networks (4x4 kernels), D at
+    # width 24 and G at 40 (model.g_width), the rates halved at a third and two thirds of 11,000 steps. D is
+    # three quarters of a step's work (it sees real and fake and back-propagates G's loss), so G at 40 costs
+    # 1.36 times the mirror's step at one thread and 11,000 steps take the CPU of the mirror's 15,000:
+    # held-out fd-celeba-attr10k 5.76 and 6.39 under two seeds against the mirror's 6.46 and 7.27 (and 6.55
+    # at two threads; eighteenth session, BENCHMARKS.md). The mirror (width 24 both) had beaten dcgan-64-cpu's
+    # 3x3 networks (7.24) at their CPU; width 32 both (6.93) and the paper's batch 128 (7.33) were no better.
+    "dcgan-k4-64": (24, None, 11_000, dict(model=dict(g_width=40), optim=dict(lr_decay=0.5, lr_decay_every=3_667))),
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
     "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
     # WGAN-64: four times the paper's RMSProp rate for a half-hour run (held-out fd-celeba-attr10k 28.2
@@ -459,7 +460,8 @@ for _name in list(_PRESETS):
     _critic = f", {_other['gan']['n_critic']} critic steps" if "n_critic" in _other.get("gan", {}) else ""
     _o = _other.get("optim", {})
     _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""
-    _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}, "
+    _g = f", G width {_twin['model']['g_width']}" if _twin["model"].get("g_width") else ""
+    _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}{_g}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"
                                 f"{_decay}, "
                                 f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
