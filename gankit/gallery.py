@@ -25,7 +25,8 @@ from .errors import GankitError
 
 # family label -> the CPU preset it trains. Faces: DCGAN and WGAN (clipping) with the k4 networks (4x4
 # kernels, the DCGAN paper's), which at about equal CPU reached held-out fd-celeba-attr10k 6.5 and 10.5 (7.3 and
-# 14.8 under a second seed) where the conv3 table's twins reached 7.2 and 15.4 (BENCHMARKS.md)
+# 14.8 under a second seed) where the conv3 table's twins reached 7.2 and 15.4; DCGAN's with G at width 40
+# beside D's 24 (its preset since the eighteenth session) 5.8 and 6.4 (BENCHMARKS.md)
 CELEBA_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN (clipping)": "wgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
                    "BEGAN": "began-64-cpu", "VAE": "vae-64-cpu", "VAE-GAN": "vaegan-64-cpu"}
 # Flowers: DCGAN's k4 twin too (0.57 against the conv3 twin's 0.68, sixteenth session)
