@@ -261,7 +261,8 @@ def test_celeba_crop_at_128_is_never_enlarged(tmp_path):
 def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
     """A `-cpu` twin may change sizes, learning rates, its length and EMA, never the algorithm."""
     from gankit.config import preset_names
-    tunable = {("model", "width"), ("model", "g_width"), ("train", "batch"), ("train", "steps"), ("train", "max_minutes"), ("train", "ema"),
+    tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "max_minutes"), ("train", "ema"),
+               ("model", "g_width"),  # G's width apart from D's, a size (DCGAN-k4-64 twin: BENCHMARKS.md)
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
                ("optim", "lr_decay"), ("optim", "lr_decay_every"),  # a schedule of the rates
                ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)

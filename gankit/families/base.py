@@ -13,7 +13,7 @@ from ..config import Config
 from ..data.diffaug import AdaptiveP, diff_augment, parse_policy
 
 
-def _g_width(m) -> str:
+def g_width_text(m) -> str:
     """The `describe` suffix naming G's width where it differs from D's; empty otherwise."""
     return f" G-width={m.g_width}" if m.g_width and m.g_width != m.width else ""
 
@@ -60,7 +60,7 @@ class Family:
     def describe(cls, cfg: Config) -> str:
         """The family's part of a preset's line in `gankit presets`."""
         m = cfg.model
-        return f"{cls.name}/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{_g_width(m)} D-norm={m.d_norm}"
+        return f"{cls.name}/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{g_width_text(m)} D-norm={m.d_norm}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         self.cfg = cfg

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import GankitError
-from .base import Family, _g_width
+from .base import Family, g_width_text
 
 
 class Carried(nn.Sequential):
@@ -152,12 +152,13 @@ class BEGAN(Family):
     @classmethod
     def describe(cls, cfg: Config) -> str:
         m, g = cfg.model, cfg.gan
-        return f"began {m.res}px Z={m.z_dim} width={m.width}{_g_width(m)} gamma={g.gamma} lambda_k={g.lambda_k}"
+        return f"began {m.res}px Z={m.z_dim} width={m.width}{g_width_text(m)} gamma={g.gamma} lambda_k={g.lambda_k}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
         m = cfg.model
-        self.nets = {"G": Decoder(m.res, m.gen_width, m.z_dim, m.skip), "D": AutoencoderD(m.res, m.width, m.z_dim, m.skip)}
+        self.nets = {"G": Decoder(m.res, m.gen_width, m.z_dim, m.skip),
+                     "D": AutoencoderD(m.res, m.width, m.z_dim, m.skip)}
         self.k = torch.zeros((), device=device)
         self.finish_setup()
         self.set_carry(self.carry(0))

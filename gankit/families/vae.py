@@ -14,7 +14,7 @@ import torch
 
 from ..config import Config
 from ..errors import GankitError
-from .base import Family, _g_width
+from .base import Family, g_width_text
 from .dcgan import Discriminator, Generator
 
 
@@ -49,7 +49,7 @@ class VAE(Family):
     @classmethod
     def describe(cls, cfg: Config) -> str:
         m = cfg.model
-        return f"vae/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{_g_width(m)} KL weight={cfg.gan.kl_weight:g}"
+        return f"vae/{m.arch} {m.res}px Z={m.z_dim} width={m.width}{g_width_text(m)} KL weight={cfg.gan.kl_weight:g}"
 
     def __init__(self, cfg: Config, device: torch.device, precision: torch.dtype | None):
         super().__init__(cfg, device, precision)
