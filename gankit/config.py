@@ -366,7 +366,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # against 7.77 at a constant rate (BENCHMARKS.md; halvings every 3,000, the uniform prior, width 40 and
     # batch 32 for the same CPU time and D at twice G's rate all measured worse, a longer average the same,
     # 7.23, and translation under ADA with a target of 0.9, which starts it late, behind); on flowers 0.68
-    # with DiffAugment's translation (the k4 twin 0.57); the 32-px DCGAN twins follow unmeasured
+    # with DiffAugment's translation (the k4 twin 0.57, with G at 40 0.49); the 32-px DCGAN twins follow unmeasured
     "dcgan-64": (None, None, 15_000, dict(optim=dict(lr_decay=0.5, lr_decay_every=5_000))),  # 0.103-0.124 s/step
     # DCGAN-k4-64, the gallery's DCGAN (faces and flowers): the DCGAN paper's own networks (4x4 kernels), D at
     # width 24 and G at 40 (model.g_width), the rates halved at a third and two thirds of 11,000 steps. D is

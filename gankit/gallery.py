@@ -29,7 +29,7 @@ from .errors import GankitError
 # beside D's 24 (its preset since the eighteenth session) 5.8 and 6.4 (BENCHMARKS.md)
 CELEBA_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN (clipping)": "wgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu",
                    "BEGAN": "began-64-cpu", "VAE": "vae-64-cpu", "VAE-GAN": "vaegan-64-cpu"}
-# Flowers: DCGAN's k4 twin too (0.57 against the conv3 twin's 0.68, sixteenth session)
+# Flowers: DCGAN's k4 twin too (0.57 against the conv3 twin's 0.68, sixteenth session; with G at 40, 0.49)
 FLOWER_FAMILIES = {"DCGAN": "dcgan-k4-64-cpu", "WGAN-GP": "wgan-gp-64-cpu", "BEGAN": "began-64-cpu"}
 # DCGAN and WGAN-GP's flowers: DiffAugment's translation alone. On the DCGAN twin (1,360 flowers, 9,000
 # steps, about equal CPU time) fd-flowers-class10k 0.74 with it, 2.38 with no augmentation, 2.59 with
