@@ -31,7 +31,9 @@ class ModelConfig:
     d_input_norm: bool = True
     g_norm: str = "batch"  # batch | none
     # initial weights: normal = N(0, 0.02), biases 0 (DCGAN paper; seed 000's Table 3 for DCGAN, WGAN
-    # and BEGAN); default = PyTorch's own (Kaiming-uniform, fan-in scaled)
+    # and BEGAN); default = PyTorch's own (Kaiming-uniform, fan-in scaled, variance 1 / (3 fan_in));
+    # xavier = Glorot uniform, variance 2 / (fan_in + fan_out) (TensorFlow's default); kaiming = He
+    # normal, variance 2 / fan_in
     init: str = "normal"
     # BEGAN: h0 (the decoder's first tensor) concatenated after every upsampling, in G and D's decoder
     # (Berthelot et al., section 3.5.1, "optional improvements")
@@ -222,7 +224,7 @@ class Config:
                 raise GankitError(f"config: model.{key} is a BEGAN option (section 3.5.1); family is {m.family}")
         if m.carry_steps < 0:
             raise GankitError(f"config: model.carry_steps must be >= 0 (0 = off), got {m.carry_steps}")
-        _choice("model.init", m.init, ("normal", "default"))
+        _choice("model.init", m.init, ("normal", "default", "xavier", "kaiming"))
         a = self.augment
         from .data.diffaug import parse_policy
         try:

@@ -109,20 +109,29 @@ def test_a_norm_on_the_input_layer_hides_contrast(norm, arch):
 
 
 @pytest.mark.parametrize("preset", ["dcgan-64-cpu", "began-64-cpu", "wgan-gp-64-cpu"])
-def test_model_init_normal_or_default(preset):
+def test_model_init(preset):
     """model.init=normal draws every conv/linear weight from N(0, 0.02) (seed 000, Table 3); default
-    keeps PyTorch's fan-in-scaled init, whose spread differs layer by layer."""
+    keeps PyTorch's fan-in-scaled init, whose spread differs layer by layer; xavier and kaiming scale
+    each layer's spread to its fans (Glorot: 2 / (fan_in + fan_out); He: 2 / fan_in), biases zero."""
     from gankit.families import build_family
-    stds = {}
-    for init in ("normal", "default"):
+    stds, want, biases = {}, {}, {}
+    for init in ("normal", "default", "xavier", "kaiming"):
         cfg = load_preset(preset)
         cfg.model.init = init
         torch.manual_seed(0)
         family = build_family(cfg, torch.device("cpu"), None)
-        stds[init] = [m.weight.std().item() for net in family.nets.values() for m in net.modules()
-                      if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and m.weight.numel() > 1000]
+        layers = [m for net in family.nets.values() for m in net.modules()
+                  if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and m.weight.numel() > 1000]
+        stds[init] = [m.weight.std().item() for m in layers]
+        fans = [nn.init._calculate_fan_in_and_fan_out(m.weight) for m in layers]
+        want[init] = [(2 / (i + o)) ** 0.5 if init == "xavier" else (2 / i) ** 0.5 for i, o in fans]
+        biases[init] = max((m.bias.abs().max().item() for m in layers if m.bias is not None), default=0.0)
     assert all(abs(s - 0.02) < 2e-3 for s in stds["normal"])
     assert max(abs(s - 0.02) for s in stds["default"]) > 0.01
+    for init in ("xavier", "kaiming"):
+        assert all(abs(s / w - 1) < 0.1 for s, w in zip(stds[init], want[init])), init
+        assert biases[init] == 0.0
+    assert any(abs(s / w - 1) > 0.3 for s, w in zip(stds["default"], want["kaiming"]))
 
 
 def test_preset_hyperparameters():

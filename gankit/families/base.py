@@ -30,6 +30,20 @@ def normal_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def fan_init(module: nn.Module, kind: str) -> None:
+    """Fan-scaled weights, biases zero, norm layers left as built. xavier: Glorot and Bengio's uniform,
+    variance 2 / (fan_in + fan_out), TensorFlow's default, hence the init of the reference BEGAN code;
+    kaiming: He et al.'s normal, variance 2 / fan_in (rectifiers)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if kind == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class Family:
     """Base of a model family. Subclasses build `self.nets` and `self.opts` and implement `step`.
 
@@ -87,6 +101,8 @@ class Family:
         for name, net in self.nets.items():
             if self.cfg.model.init == "normal":
                 normal_init(net)
+            elif self.cfg.model.init in ("xavier", "kaiming"):
+                fan_init(net, self.cfg.model.init)
             net.to(self.device)
             if self.cfg.train.channels_last:
                 net.to(memory_format=torch.channels_last)
