@@ -405,7 +405,7 @@ _CPU_TWIN: dict[str, tuple] = {
     "wgan-gp-32": (None, None, 13_000, {}),  # 0.114
     # BEGAN twins (BENCHMARKS.md has each measurement; held-out fd-celeba-attr10k on the 64-px twin):
     # - PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the 20
-    #   unnormalised layers and the twin collapsed to one image.
+    #   unnormalised layers and the twin collapsed to one image (began-64-cpu: Glorot's, below).
     # - k_t's gain lambda_k 0.01, ten times the paper's: k_t climbs at a rate per step, and in 6,000 steps
     #   (the paper trains for hundreds of thousands) it had reached 0.08 and was still climbing (136 against 156).
     # - Adam 3e-4, three times the paper's rate (still halved when M_global stalls): 109 against 120 at
@@ -425,11 +425,17 @@ _CPU_TWIN: dict[str, tuple] = {
     # - EMA 0.998 (half-life 346 steps from step 6,930 on): at gamma 0.7 and 0.85 G swings late (0.7: 21.9
     #   at 12,250 steps, 47.5 at 14,700, 2,000 samples) and the 0.998 average holds (22.2 at both); at 0.5,
     #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
+    # - Glorot's uniform init (model.init=xavier, TensorFlow's default and so the reference BEGAN code's),
+    #   not PyTorch's: at init PyTorch's variance 1 / (3 fan_in) leaves D's code h nearly the same for every
+    #   image (its spread across a batch 0.0003 against 0.11) and G's output nearly the same for every z
+    #   (0.03 against 0.15); with Glorot's the twin was ahead at most evaluations and ended at 18.38 and
+    #   17.54 under two seeds against 18.81 and 20.12, recall 0.28 and 0.36 against 0.26 and 0.30. He's
+    #   normal (variance 2 / fan_in) failed: dark textures, 118 at 4,900 steps (twentieth session).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
     #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
     # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
-    "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True),
+    "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True, init="xavier"),
                                      gan=dict(_BEGAN_TWIN["gan"], gamma=0.85), train=dict(ema=0.998))),
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
@@ -447,6 +453,7 @@ _CPU_TWIN: dict[str, tuple] = {
 # (WGAN at 0.9995 matched 0.999 to every digit, thirteenth session); a shorter one binds sooner.
 _CPU_TWIN["dcgan-64-flowers"] = _CPU_TWIN["dcgan-64"]
 _CPU_TWIN["wgan-gp-64-flowers"] = _CPU_TWIN["wgan-gp-64"]
+_INIT_TEXT = {"default": ", PyTorch init", "xavier": ", Glorot init", "kaiming": ", He init"}
 for _name in list(_PRESETS):
     _desc, _fields = _PRESETS[_name]
     _twin = json.loads(json.dumps(_fields))
@@ -468,7 +475,7 @@ for _name in list(_PRESETS):
                                 f"{_decay}, "
                                 f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
-                                f"{', PyTorch init' if _twin['model'].get('init') == 'default' else ''}"
+                                f"{_INIT_TEXT.get(_twin['model'].get('init'), '')}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"
                                 f"{_gain}{_critic}",
                                 _twin)
