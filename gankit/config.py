@@ -375,7 +375,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # three quarters of a step's work (it sees real and fake and back-propagates G's loss), so G at 40 costs
     # 1.36 times the mirror's step at one thread and 11,000 steps take the CPU of the mirror's 15,000:
     # held-out fd-celeba-attr10k 5.76 and 6.39 under two seeds against the mirror's 6.46 and 7.27 (and 6.55
-    # at two threads; eighteenth session, BENCHMARKS.md). The mirror (width 24 both) had beaten dcgan-64-cpu's
+    # at two threads; eighteenth session, BENCHMARKS.md), and 5.93 under a third (twentieth). The mirror (width 24 both) had beaten dcgan-64-cpu's
     # 3x3 networks (7.24) at their CPU; width 32 both (6.93) and the paper's batch 128 (7.33) were no better.
     "dcgan-k4-64": (24, None, 11_000, dict(model=dict(g_width=40), optim=dict(lr_decay=0.5, lr_decay_every=3_667))),
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
