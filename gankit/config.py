@@ -375,8 +375,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # three quarters of a step's work (it sees real and fake and back-propagates G's loss), so G at 40 costs
     # 1.36 times the mirror's step at one thread and 11,000 steps take the CPU of the mirror's 15,000:
     # held-out fd-celeba-attr10k 5.76 and 6.39 under two seeds against the mirror's 6.46 and 7.27 (and 6.55
-    # at two threads; eighteenth session, BENCHMARKS.md), and 5.93 under a third (twentieth). The mirror (width 24 both) had beaten dcgan-64-cpu's
-    # 3x3 networks (7.24) at their CPU; width 32 both (6.93) and the paper's batch 128 (7.33) were no better.
+    # at two threads; eighteenth session, BENCHMARKS.md), and 5.93 under a third (twentieth). The mirror
+    # (width 24 both) had beaten dcgan-64-cpu's 3x3 networks (7.24) at their CPU; width 32 both (6.93) and
+    # the paper's batch 128 (7.33) were no better.
     "dcgan-k4-64": (24, None, 11_000, dict(model=dict(g_width=40), optim=dict(lr_decay=0.5, lr_decay_every=3_667))),
     "dcgan-32": (None, None, 55_000, {}),  # 0.027
     "dcgan-k4-32": (None, None, 75_000, {}),  # 0.020
@@ -427,10 +428,11 @@ _CPU_TWIN: dict[str, tuple] = {
     #   where G kept improving to its end, shorter averages were better (0.999 38.9, 0.998 37.1, 0.995 36.5).
     # - Glorot's uniform init (model.init=xavier, TensorFlow's default and so the reference BEGAN code's),
     #   not PyTorch's: at init PyTorch's variance 1 / (3 fan_in) leaves D's code h nearly the same for every
-    #   image (its spread across a batch 0.0003 against 0.11) and G's output nearly the same for every z
-    #   (0.03 against 0.15); with Glorot's the twin was ahead at most evaluations and ended at 18.38 and
-    #   17.54 under two seeds against 18.81 and 20.12, recall 0.28 and 0.36 against 0.26 and 0.30. He's
-    #   normal (variance 2 / fan_in) failed: dark textures, 118 at 4,900 steps (twentieth session).
+    #   image (its spread across a batch 0.00025 against 0.11) and G's output nearly the same for every z
+    #   (0.026 against 0.22; benchmarks/init_signal.py); with Glorot's the twin was ahead at 11 of 12
+    #   evaluations and ended at 18.38 and 17.54 under two seeds against 18.81 and 20.12, recall 0.28 and
+    #   0.36 against 0.26 and 0.30. He's normal (variance 2 / fan_in) failed: dark textures, 118 at 4,900
+    #   steps (twentieth session).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
     #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
