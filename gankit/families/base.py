@@ -18,30 +18,33 @@ def g_width_text(m) -> str:
     return f" G-width={m.g_width}" if m.g_width and m.g_width != m.width else ""
 
 
-def normal_init(module: nn.Module) -> None:
-    """Weights from N(0, 0.02); norm scales from N(1, 0.02); biases zero (DCGAN paper; seed 000, Table 3)."""
+# how each model.init draws a conv or linear layer's weights ("default" keeps PyTorch's own draw)
+WEIGHT_INITS = {
+    # N(0, 0.02) (DCGAN paper; seed 000, Table 3)
+    "normal": lambda w: nn.init.normal_(w, 0.0, 0.02),
+    # Glorot and Bengio's uniform, variance 2 / (fan_in + fan_out): TensorFlow's default, hence the
+    # init of the reference BEGAN code
+    "xavier": nn.init.xavier_uniform_,
+    # He et al.'s normal, variance 2 / fan_in (rectifiers)
+    "kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+}
+
+
+def init_weights(module: nn.Module, kind: str) -> None:
+    """Draw every conv and linear layer's weights as `kind` says, biases zero. Norm layers keep
+    PyTorch's scales of 1, except under "normal", where they come from N(1, 0.02) as the DCGAN paper's."""
+    if kind == "default":
+        return
+    draw = WEIGHT_INITS[kind]
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            draw(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.weight is not None:
+        elif kind == "normal" and isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) \
+                and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
-
-
-def fan_init(module: nn.Module, kind: str) -> None:
-    """Fan-scaled weights, biases zero, norm layers left as built. xavier: Glorot and Bengio's uniform,
-    variance 2 / (fan_in + fan_out), TensorFlow's default, hence the init of the reference BEGAN code;
-    kaiming: He et al.'s normal, variance 2 / fan_in (rectifiers)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            if kind == "xavier":
-                nn.init.xavier_uniform_(m.weight)
-            else:
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class Family:
@@ -99,10 +102,7 @@ class Family:
         """Initialise the weights (model.init), move nets to the device and memory format, build
         optimizers, compile if asked."""
         for name, net in self.nets.items():
-            if self.cfg.model.init == "normal":
-                normal_init(net)
-            elif self.cfg.model.init in ("xavier", "kaiming"):
-                fan_init(net, self.cfg.model.init)
+            init_weights(net, self.cfg.model.init)
             net.to(self.device)
             if self.cfg.train.channels_last:
                 net.to(memory_format=torch.channels_last)
