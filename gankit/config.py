@@ -57,6 +57,10 @@ class OptimConfig:
     beta2: float = 0.999
     lr_decay: float = 1.0  # multiply every learning rate by this every lr_decay_every steps (1 = off)
     lr_decay_every: int = 100_000
+    # the last lr_rampdown of train.steps (a fraction; 0 = off): every learning rate falls linearly
+    # toward zero, reaching it at the final step (as CycleGAN's linear decay; the step count decides, so
+    # a run stopped early by train.max_minutes never reaches the low rates)
+    lr_rampdown: float = 0.0
     # halve (x plateau_factor) every learning rate when the family's convergence measure (BEGAN's M_global)
     # has not fallen by 1% over a window of plateau_every steps (Berthelot et al., section 4.1); 1 = off
     plateau_factor: float = 1.0
@@ -244,6 +248,8 @@ class Config:
             raise GankitError(f"config: gan.gamma must be in [0, 1], got {g.gamma}")
         if not 0 < o.lr_decay <= 1 or o.lr_decay_every < 1:
             raise GankitError("config: optim.lr_decay must be in (0, 1] and optim.lr_decay_every >= 1")
+        if not 0 <= o.lr_rampdown <= 1:
+            raise GankitError(f"config: optim.lr_rampdown must be in [0, 1] (a fraction of train.steps), got {o.lr_rampdown}")
         if not 0 < o.plateau_factor <= 1 or o.plateau_every < 1:
             raise GankitError("config: optim.plateau_factor must be in (0, 1] and optim.plateau_every >= 1")
         if o.plateau_factor < 1 and family.convergence is None:

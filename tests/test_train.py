@@ -9,6 +9,7 @@ from PIL import Image
 from gankit.cli import main
 from gankit.config import load_preset
 from gankit.data import prepare, to_float
+from gankit.errors import GankitError
 from gankit.training import Trainer
 from gankit.training.checkpoint import list_checkpoints, load_latest
 from tests.conftest import shared, tiny
@@ -247,6 +248,20 @@ def test_learning_rate_decay_schedule(toy32, tmp_path):
     t.run()  # decays before steps 2 and 4: two halvings
     for name, opt in t.family.opts.items():
         assert opt.param_groups[0]["lr"] == pytest.approx(t.family.base_lr[name] * 0.25)
+
+
+def test_learning_rate_rampdown(toy32, tmp_path):
+    """optim.lr_rampdown=0.5 of 6 steps: full rates for steps 0-2, then 3/3, 2/3, 1/3 at steps 3-5."""
+    cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "optim.lr_rampdown=0.5")
+    t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
+    seen = []
+    step = t.family.step
+    t.family.step = lambda *a: (seen.append(t.family.opts["G"].param_groups[0]["lr"]), step(*a))[1]
+    t.run()
+    base = t.family.base_lr["G"]
+    assert seen == pytest.approx([base, base, base, base, base * 2 / 3, base / 3])
+    with pytest.raises(GankitError, match="optim.lr_rampdown"):
+        tiny("began-64-cpu", "optim.lr_rampdown=1.5")
 
 
 def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):

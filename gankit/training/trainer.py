@@ -182,7 +182,15 @@ class Trainer:
     def apply_lr(self) -> None:
         """Learning rates: configured x roll-back scale x the decay schedule at this step."""
         o = self.cfg.optim
-        self.family.scale_lr(self.lr_scale * self.plateau["scale"] * o.lr_decay ** (self.step // o.lr_decay_every))
+        scale = self.lr_scale * self.plateau["scale"] * o.lr_decay ** (self.step // o.lr_decay_every)
+        self.family.scale_lr(scale * self.rampdown(self.step))
+
+    def rampdown(self, step: int) -> float:
+        """optim.lr_rampdown's factor at `step`: 1 until the ramp starts, then linear, 1 / span at the
+        final step (the next, never taken, would be zero)."""
+        steps, frac = self.cfg.train.steps, self.cfg.optim.lr_rampdown
+        span = max(1, round(steps * frac)) if frac > 0 else 0
+        return min(1.0, (steps - step) / span) if span else 1.0
 
     def fold_plateau(self) -> None:
         """Add the device-side running sum of the convergence measure to the saved window sum."""
@@ -431,7 +439,8 @@ class Trainer:
         """One batch through the family, then the state that follows the weights (EMA, ADA's p, the
         plateau watch); the step's detached metrics, or None after a non-finite value and a roll-back."""
         t, world = self.cfg.train, self.world
-        if self.cfg.optim.lr_decay < 1 and self.step % self.cfg.optim.lr_decay_every == 0:
+        o = self.cfg.optim
+        if (o.lr_decay < 1 and self.step % o.lr_decay_every == 0) or self.rampdown(self.step) < 1:
             self.apply_lr()
         real = to_float(self.real_batch(self.step), self.device, t.channels_last)
         if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
