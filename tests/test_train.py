@@ -254,9 +254,9 @@ def test_learning_rate_rampdown(toy32, tmp_path):
     """optim.lr_rampdown=0.5 of 6 steps: full rates for steps 0-2, then 3/3, 2/3, 1/3 at steps 3-5."""
     cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "optim.lr_rampdown=0.5")
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
-    seen = []
-    step = t.family.step
-    t.family.step = lambda *a: (seen.append(t.family.opts["G"].param_groups[0]["lr"]), step(*a))[1]
+    seen = []  # the rate each training step runs at (at_step comes after the schedule, before the step)
+    at_step = t.family.at_step
+    t.family.at_step = lambda step: (seen.append(t.family.opts["G"].param_groups[0]["lr"]), at_step(step))[1]
     t.run()
     base = t.family.base_lr["G"]
     assert seen == pytest.approx([base, base, base, base, base * 2 / 3, base / 3])
