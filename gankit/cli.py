@@ -131,7 +131,8 @@ def cmd_presets(args) -> None:
             + (f" gp_lambda={g.gp_lambda}" if g.gp_lambda else "")
         aug = "+".join(k for k in ("flip", "rot90", "hsv") if getattr(cfg.augment, k)) or "none"
         print(f"{name:22s} {REGISTRY[cfg.model.family].describe(cfg)} batch={t.batch} {o.name} "
-              f"lr={o.lr_g:g}/{o.lr_d:g}{f' x{o.lr_decay:g}/{o.lr_decay_every}' if o.lr_decay < 1 else ''} "
+              f"lr={o.lr_g:g}/{o.lr_d:g}{f' x{o.lr_decay:g}/{o.lr_decay_every}' if o.lr_decay < 1 else ''}"
+              f"{f' rampdown={o.lr_rampdown:g}' if o.lr_rampdown else ''} "
               f"betas=({o.beta1:g},{o.beta2:g}){extra} aug={aug} steps={t.steps}"
               + (f" max_minutes={t.max_minutes:g}" if t.max_minutes else "") + (f" ema={t.ema:g}" if t.ema else ""))
         if args.verbose:

@@ -439,11 +439,17 @@ _CPU_TWIN: dict[str, tuple] = {
     #   evaluations and ended at 18.38 and 17.54 under two seeds against 18.81 and 20.12, recall 0.28 and
     #   0.36 against 0.26 and 0.30. He's normal (variance 2 / fan_in) failed: dark textures, 118 at 4,900
     #   steps (twentieth session).
+    # - the rates ramped down linearly to zero over the last 40% (optim.lr_rampdown=0.4, from step 8,820):
+    #   at a constant 3e-4 the average had stopped gaining from ~10,000 steps on (19,600 steps gained
+    #   nothing) and G swung by 5 between evaluations; ramped, 17.56 and 15.31 under two seeds against 18.38
+    #   and 17.54 (twenty-first session). gamma 1.0 collapsed at 11,500 steps; G at 24 ended level (18.08) in
+    #   1.26 times the CPU; Z = 128 behind again.
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
     #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
     # Width 16: an eighth of began-64's 128. s/step at 2 threads: 0.085-0.098
     "began-64": (16, 8, 14_700, dict(_BEGAN_TWIN, model=dict(_BEGAN_TWIN["model"], skip=True, init="xavier"),
+                                     optim=dict(_BEGAN_TWIN["optim"], lr_rampdown=0.4),
                                      gan=dict(_BEGAN_TWIN["gan"], gamma=0.85), train=dict(ema=0.998))),
     "began-128": (16, 16, 2_800, _BEGAN_TWIN),  # 0.529
     # VAE: width 32, half the full preset's, not a quarter: the width-16 VAE had stopped improving with
@@ -477,6 +483,7 @@ for _name in list(_PRESETS):
     _critic = f", {_other['gan']['n_critic']} critic steps" if "n_critic" in _other.get("gan", {}) else ""
     _o = _other.get("optim", {})
     _decay = f", rates x{_o['lr_decay']:g} every {_o['lr_decay_every']:,} steps" if "lr_decay" in _o else ""
+    _decay += f", rates to zero over the last {_o['lr_rampdown']:.0%}" if "lr_rampdown" in _o else ""
     _g = f", G width {_twin['model']['g_width']}" if _twin["model"].get("g_width") else ""
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}{_g}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"

@@ -193,6 +193,8 @@ def test_began_weights_and_presets_follow_the_paper():
     assert cfg.model.d_norm == cfg.model.g_norm == "none" and cfg.optim.plateau_factor == 0.5
     assert cfg.model.init == "normal"  # the paper's; the twins' fan-scaled inits were measured (BENCHMARKS.md)
     assert (load_preset("began-64-cpu").model.init, load_preset("began-128-cpu").model.init) == ("xavier", "default")
+    # the 64-px twin's rates fall to zero over its last 40% (BENCHMARKS.md, twenty-first session)
+    assert (load_preset("began-64-cpu").optim.lr_rampdown, load_preset("began-128-cpu").optim.lr_rampdown) == (0.4, 0.0)
     with pytest.raises(GankitError, match="plateau_factor"):
         apply_overrides(load_preset("dcgan-32-cpu"), ["optim.plateau_factor=0.5"])
 
@@ -265,7 +267,7 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
     tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "max_minutes"), ("train", "ema"),
                ("model", "g_width"),  # G's width apart from D's, a size (DCGAN-k4-64 twin: BENCHMARKS.md)
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
-               ("optim", "lr_decay"), ("optim", "lr_decay_every"),  # a schedule of the rates
+               ("optim", "lr_decay"), ("optim", "lr_decay_every"), ("optim", "lr_rampdown"),  # schedules of the rates
                ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
                # the BEGAN paper's own optional skip connections (section 3.5.1), an architecture choice like
                # the width: the losses, k_t and the updates are the algorithm's (BEGAN-64 twin: BENCHMARKS.md)
