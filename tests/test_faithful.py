@@ -200,7 +200,8 @@ def test_began_weights_and_presets_follow_the_paper():
 
 
 def test_learning_rates_halve_when_m_global_stalls(toy32, tmp_path, monkeypatch):
-    cfg = tiny("began-64-cpu", "model.res=32", "optim.plateau_every=2", "train.steps=6", "train.ckpt_every=3")
+    cfg = tiny("began-64-cpu", "model.res=32", "optim.plateau_every=2", "train.steps=6", "train.ckpt_every=3",
+               "optim.lr_rampdown=0")  # the plateau's halving alone (the twin's ramp: test_learning_rate_rampdown)
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
     measures = [5.0, 5.0, 4.0, 4.0, 4.5, 4.5]  # windows: 5 (best), 4 (falls), 4.5 (stalls: halve)
     step = t.family.step

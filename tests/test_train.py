@@ -243,7 +243,8 @@ def test_wgan_critic_bursts_draw_a_fresh_batch_per_critic_update(toy32, tmp_path
 
 
 def test_learning_rate_decay_schedule(toy32, tmp_path):
-    cfg = tiny("began-64-cpu", "model.res=32", "train.steps=5", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
+    cfg = tiny("began-64-cpu", "model.res=32", "train.steps=5", "optim.lr_decay=0.5", "optim.lr_decay_every=2",
+               "optim.lr_rampdown=0")
     t = Trainer.new(cfg, str(toy32), tmp_path, progress=False)
     t.run()  # decays before steps 2 and 4: two halvings
     for name, opt in t.family.opts.items():
