@@ -58,8 +58,8 @@ class OptimConfig:
     lr_decay: float = 1.0  # multiply every learning rate by this every lr_decay_every steps (1 = off)
     lr_decay_every: int = 100_000
     # the last lr_rampdown of train.steps (a fraction; 0 = off): every learning rate falls linearly
-    # toward zero, reaching it at the final step (as CycleGAN's linear decay; the step count decides, so
-    # a run stopped early by train.max_minutes never reaches the low rates)
+    # toward zero, to 1 / (the ramp's steps) of itself at the final step (as CycleGAN's linear decay; the
+    # step count decides, so a run stopped early by train.max_minutes never reaches the low rates)
     lr_rampdown: float = 0.0
     # halve (x plateau_factor) every learning rate when the family's convergence measure (BEGAN's M_global)
     # has not fallen by 1% over a window of plateau_every steps (Berthelot et al., section 4.1); 1 = off
