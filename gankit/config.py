@@ -58,8 +58,8 @@ class OptimConfig:
     lr_decay: float = 1.0  # multiply every learning rate by this every lr_decay_every steps (1 = off)
     lr_decay_every: int = 100_000
     # the last lr_rampdown of train.steps (a fraction; 0 = off): every learning rate falls linearly
-    # toward zero, to 1 / (the ramp's steps) of itself at the final step (as CycleGAN's linear decay; the
-    # step count decides, so a run stopped early by train.max_minutes never reaches the low rates)
+    # toward zero, to 1 / (the ramp's steps) of itself at the final step (as CycleGAN's linear decay;
+    # when train.max_minutes binds first, train.schedule_clock moves it forward with the time used)
     lr_rampdown: float = 0.0
     # halve (x plateau_factor) every learning rate when the family's convergence measure (BEGAN's M_global)
     # has not fallen by 1% over a window of plateau_every steps (Berthelot et al., section 4.1); 1 = off
@@ -109,6 +109,11 @@ class TrainConfig:
     # stop (with a checkpoint) when the run has trained this long: wall time over every session, as its
     # checkpoints record it (resume with a larger total to go on); 0 = no limit
     max_minutes: float = 0.0
+    # when max_minutes would stop the run before `steps` (a slower CPU), the step schedules
+    # (optim.lr_decay_every, optim.lr_rampdown) stand at the later of the step and the same share of
+    # `steps` as of the minutes used, so the rates still fall as planned before the limit; the schedule
+    # then depends on the clock. False: steps alone (reproducible to the step on any CPU)
+    schedule_clock: bool = True
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
     grad_clip: float = 0.0  # clip each net's gradient to this total norm before its optimizer steps; 0 = off

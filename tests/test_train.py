@@ -265,6 +265,30 @@ def test_learning_rate_rampdown(toy32, tmp_path):
         tiny("began-64-cpu", "optim.lr_rampdown=1.5")
 
 
+def test_schedules_follow_the_clock_when_the_time_limit_binds_first(toy32, tmp_path):
+    """train.schedule_clock: a run that train.max_minutes would stop before its steps (here a clock that
+    says step s has used (s + 3) / 6 of the minutes) takes its ramp and decay where the time used puts
+    them, never past the final step's; off, or with time to spare, the steps alone decide."""
+    def rates(*overrides, share):
+        cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "train.max_minutes=10", *overrides)
+        t = Trainer.new(cfg, str(toy32), tmp_path / str(len(list(tmp_path.iterdir()))), progress=False)
+        t.seconds = lambda: {"wall": 600 * share(t.step), "cpu": 0.0}
+        seen = []
+        at_step = t.family.at_step
+        t.family.at_step = lambda step: (seen.append(t.family.opts["G"].param_groups[0]["lr"]), at_step(step))[1]
+        t.run()
+        return [r / t.family.base_lr["G"] for r in seen]
+
+    late = lambda s: (s + 3) / 6  # noqa: E731
+    ramp = ("optim.lr_rampdown=0.5", "optim.plateau_factor=1")
+    assert rates(*ramp, share=late) == pytest.approx([1, 2 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert rates(*ramp, "train.schedule_clock=false", share=late) == pytest.approx([1, 1, 1, 1, 2 / 3, 1 / 3])
+    assert rates(*ramp, share=lambda s: s / 12) == pytest.approx([1, 1, 1, 1, 2 / 3, 1 / 3])
+    decay = ("optim.lr_rampdown=0", "optim.plateau_factor=1", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
+    assert rates(*decay, share=late) == pytest.approx([0.5, 0.25, 0.25, 0.25, 0.25, 0.25])
+    assert rates(*decay, share=lambda s: 0.0) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+
+
 def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):
     from gankit.errors import GankitError
     t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=2"), str(toy32), tmp_path, progress=False)

@@ -105,11 +105,16 @@ def buffers(nets: dict[str, nn.Module]) -> list[torch.Tensor]:
     return [b for net in nets.values() for b in net.buffers()]
 
 
+def max_over_ranks(value: float, world: World, device: torch.device) -> float:
+    """The largest of the ranks' values, on every rank."""
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     """True on every rank when it is true on any (a stop signal seen by one process stops all)."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return max_over_ranks(1.0 if flag else 0.0, world, device) > 0
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tensor]:

@@ -79,6 +79,11 @@ class Trainer:
         # checkpoints record them; None when it resumed from a checkpoint that predates the record)
         self.spent: dict[str, float] | None = {"wall": 0.0, "cpu": 0.0}
         self._clock: tuple[float, float] | None = None  # (monotonic, process time) when `run()` began
+        # train.schedule_clock: the step the time used stands for (under torchrun agreed at log steps),
+        # and the step schedules' factor the rates were last set to
+        self._clock_step = 0
+        self._clock_led = False
+        self._schedule = 1.0
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -180,10 +185,32 @@ class Trainer:
         self.apply_lr()
 
     def apply_lr(self) -> None:
-        """Learning rates: configured x roll-back scale x the decay schedule at this step."""
+        """Learning rates: configured x roll-back scale x plateau scale x the step schedules."""
+        self._schedule = self.lr_schedule(self.schedule_step())
+        self.family.scale_lr(self.lr_scale * self.plateau["scale"] * self._schedule)
+
+    def lr_schedule(self, step: int) -> float:
+        """The step schedules' factor at `step`: optim.lr_decay once per lr_decay_every steps, then the ramp."""
         o = self.cfg.optim
-        scale = self.lr_scale * self.plateau["scale"] * o.lr_decay ** (self.step // o.lr_decay_every)
-        self.family.scale_lr(scale * self.rampdown(self.step))
+        return o.lr_decay ** (step // o.lr_decay_every) * self.rampdown(step)
+
+    def schedule_step(self) -> int:
+        """Where the step schedules stand: the step, or with train.schedule_clock, when train.max_minutes
+        would stop the run first (a slower CPU), the same share of train.steps as of the minutes used,
+        so that the rates still fall as planned before the time limit (at most the final step's)."""
+        return max(self.step, min(self.cfg.train.steps - 1, self._clock_step))
+
+    def tick_clock(self) -> None:
+        """Refresh the step the time used stands for (train.schedule_clock; under torchrun at log steps,
+        the furthest rank's, so that every rank keeps the same rates)."""
+        t = self.cfg.train
+        if not (t.max_minutes and t.schedule_clock) or (self.world.active and self.step % t.log_every):
+            return
+        spent = self.seconds()
+        if spent is None:  # resumed from a checkpoint that predates the time record: steps alone
+            return
+        clock = int(t.steps * spent["wall"] / (60 * t.max_minutes))
+        self._clock_step = int(ddp.max_over_ranks(clock, self.world, self.device)) if self.world.active else clock
 
     def rampdown(self, step: int) -> float:
         """optim.lr_rampdown's factor at `step`: 1 until the ramp starts, then linear, 1 / span at the
@@ -439,8 +466,14 @@ class Trainer:
         """One batch through the family, then the state that follows the weights (EMA, ADA's p, the
         plateau watch); the step's detached metrics, or None after a non-finite value and a roll-back."""
         t, world = self.cfg.train, self.world
-        o = self.cfg.optim
-        if (o.lr_decay < 1 and self.step % o.lr_decay_every == 0) or self.rampdown(self.step) < 1:
+        self.tick_clock()
+        at = self.schedule_step()
+        if self.lr_schedule(at) != self._schedule:
+            if at > self.step and not self._clock_led and world.main:
+                log.info("step %d: train.max_minutes=%g will stop this run before step %d, so the rates' schedules "
+                         "follow the time used (now where step %d puts them; train.schedule_clock)",
+                         self.step, t.max_minutes, t.steps, at)
+            self._clock_led = self._clock_led or at > self.step
             self.apply_lr()
         real = to_float(self.real_batch(self.step), self.device, t.channels_last)
         if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
