@@ -109,10 +109,10 @@ class TrainConfig:
     # stop (with a checkpoint) when the run has trained this long: wall time over every session, as its
     # checkpoints record it (resume with a larger total to go on); 0 = no limit
     max_minutes: float = 0.0
-    # when max_minutes would stop the run before `steps` (a slower CPU), the step schedules
-    # (optim.lr_decay_every, optim.lr_rampdown) stand at the later of the step and the same share of
-    # `steps` as of the minutes used, so the rates still fall as planned before the limit; the schedule
-    # then depends on the clock. False: steps alone (reproducible to the step on any CPU)
+    # when max_minutes would stop the run before `steps` (a slower CPU), optim.lr_rampdown's ramp stands
+    # at the later of the step and the same share of `steps` as of the minutes used, so the rates still
+    # reach their low end before the limit; it then depends on the clock. False: steps alone (reproducible
+    # to the step on any CPU). optim.lr_decay's halvings stay in steps either way
     schedule_clock: bool = True
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
@@ -370,7 +370,7 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 # in about 26 minutes at 2 threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were
 # last tuned on (`python -m gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
 # slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes two to two and a half times as
-# long per step), its rate schedules following the time used (train.schedule_clock).
+# long per step), a ramp down of its rates following the time used (train.schedule_clock).
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
 CPU_MINUTES = 30.0

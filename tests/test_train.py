@@ -267,8 +267,9 @@ def test_learning_rate_rampdown(toy32, tmp_path):
 
 def test_schedules_follow_the_clock_when_the_time_limit_binds_first(toy32, tmp_path):
     """train.schedule_clock: a run that train.max_minutes would stop before its steps (here a clock that
-    says step s has used (s + 3) / 6 of the minutes) takes its ramp and decay where the time used puts
-    them, never past the final step's; off, or with time to spare, the steps alone decide."""
+    says step s has used (s + 3) / 6 of the minutes) takes its ramp down where the time used puts it,
+    never past the final step's; off, or with time to spare, the steps alone decide; optim.lr_decay's
+    halvings stay in steps."""
     def rates(*overrides, share):
         cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "train.max_minutes=10", *overrides)
         t = Trainer.new(cfg, str(toy32), tmp_path / str(len(list(tmp_path.iterdir()))), progress=False)
@@ -285,8 +286,9 @@ def test_schedules_follow_the_clock_when_the_time_limit_binds_first(toy32, tmp_p
     assert rates(*ramp, "train.schedule_clock=false", share=late) == pytest.approx([1, 1, 1, 1, 2 / 3, 1 / 3])
     assert rates(*ramp, share=lambda s: s / 12) == pytest.approx([1, 1, 1, 1, 2 / 3, 1 / 3])
     decay = ("optim.lr_rampdown=0", "optim.plateau_factor=1", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
-    assert rates(*decay, share=late) == pytest.approx([0.5, 0.25, 0.25, 0.25, 0.25, 0.25])
-    assert rates(*decay, share=lambda s: 0.0) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+    assert rates(*decay, share=late) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+    both = ("optim.lr_rampdown=0.5", "optim.plateau_factor=1", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
+    assert rates(*both, share=late) == pytest.approx([1, 2 / 3, 1 / 6, 1 / 6, 1 / 12, 1 / 12])
 
 
 def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):

@@ -80,7 +80,7 @@ class Trainer:
         self.spent: dict[str, float] | None = {"wall": 0.0, "cpu": 0.0}
         self._clock: tuple[float, float] | None = None  # (monotonic, process time) when `run()` began
         # train.schedule_clock: the step the time used stands for (under torchrun agreed at log steps),
-        # and the step schedules' factor the rates were last set to
+        # whether it has moved the ramp yet, and the step schedules' factor the rates were last set to
         self._clock_step = 0
         self._clock_led = False
         self._schedule = 1.0
@@ -186,18 +186,21 @@ class Trainer:
 
     def apply_lr(self) -> None:
         """Learning rates: configured x roll-back scale x plateau scale x the step schedules."""
-        self._schedule = self.lr_schedule(self.schedule_step())
+        self._schedule = self.lr_schedule()
         self.family.scale_lr(self.lr_scale * self.plateau["scale"] * self._schedule)
 
-    def lr_schedule(self, step: int) -> float:
-        """The step schedules' factor at `step`: optim.lr_decay once per lr_decay_every steps, then the ramp."""
+    def lr_schedule(self) -> float:
+        """The step schedules' factor now: optim.lr_decay once per lr_decay_every steps taken, and the
+        ramp down where `schedule_step` puts it."""
         o = self.cfg.optim
-        return o.lr_decay ** (step // o.lr_decay_every) * self.rampdown(step)
+        return o.lr_decay ** (self.step // o.lr_decay_every) * self.rampdown(self.schedule_step())
 
     def schedule_step(self) -> int:
-        """Where the step schedules stand: the step, or with train.schedule_clock, when train.max_minutes
-        would stop the run first (a slower CPU), the same share of train.steps as of the minutes used,
-        so that the rates still fall as planned before the time limit (at most the final step's)."""
+        """Where the ramp down (optim.lr_rampdown) stands: the step, or with train.schedule_clock, when
+        train.max_minutes would stop the run first (a slower CPU), the same share of train.steps as of
+        the minutes used, so that the rates still reach their low end before the time limit (at most the
+        final step's). optim.lr_decay's halvings stay in steps: moved forward with the clock, they had
+        cut a run that a slow CPU stops early while it was still far from trained (BENCHMARKS.md)."""
         return max(self.step, min(self.cfg.train.steps - 1, self._clock_step))
 
     def tick_clock(self) -> None:
@@ -467,13 +470,13 @@ class Trainer:
         plateau watch); the step's detached metrics, or None after a non-finite value and a roll-back."""
         t, world = self.cfg.train, self.world
         self.tick_clock()
-        at = self.schedule_step()
-        if self.lr_schedule(at) != self._schedule:
-            if at > self.step and not self._clock_led and world.main:
-                log.info("step %d: train.max_minutes=%g will stop this run before step %d, so the rates' schedules "
-                         "follow the time used (now where step %d puts them; train.schedule_clock)",
+        if self.lr_schedule() != self._schedule:
+            at = self.schedule_step()
+            if self.rampdown(at) != self.rampdown(self.step) and not self._clock_led and world.main:
+                log.info("step %d: train.max_minutes=%g will stop this run before step %d, so the rates' ramp "
+                         "down follows the time used (now where step %d puts it; train.schedule_clock)",
                          self.step, t.max_minutes, t.steps, at)
-            self._clock_led = self._clock_led or at > self.step
+            self._clock_led = self._clock_led or self.rampdown(at) != self.rampdown(self.step)
             self.apply_lr()
         real = to_float(self.real_batch(self.step), self.device, t.channels_last)
         if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
