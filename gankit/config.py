@@ -369,7 +369,7 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 # CPU twins: same algorithm, smaller networks and batches, EMA of G on, a length in steps that trains
 # in about 26 minutes at 2 threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were
 # last tuned on (`python -m gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
-# slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes two to two and a half times as
+# slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes two to three times as
 # long per step), a ramp down of its rates following the time used (train.schedule_clock).
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.

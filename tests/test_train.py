@@ -265,7 +265,7 @@ def test_learning_rate_rampdown(toy32, tmp_path):
         tiny("began-64-cpu", "optim.lr_rampdown=1.5")
 
 
-def test_schedules_follow_the_clock_when_the_time_limit_binds_first(toy32, tmp_path):
+def test_the_ramp_down_follows_the_clock_when_the_time_limit_binds_first(toy32, tmp_path):
     """train.schedule_clock: a run that train.max_minutes would stop before its steps (here a clock that
     says step s has used (s + 3) / 6 of the minutes) takes its ramp down where the time used puts it,
     never past the final step's; off, or with time to spare, the steps alone decide; optim.lr_decay's
