@@ -472,11 +472,12 @@ class Trainer:
         self.tick_clock()
         if self.lr_schedule() != self._schedule:
             at = self.schedule_step()
-            if self.rampdown(at) != self.rampdown(self.step) and not self._clock_led and world.main:
+            moved = self.rampdown(at) != self.rampdown(self.step)  # the clock, not the step, moved the ramp
+            if moved and not self._clock_led and world.main:
                 log.info("step %d: train.max_minutes=%g will stop this run before step %d, so the rates' ramp "
                          "down follows the time used (now where step %d puts it; train.schedule_clock)",
                          self.step, t.max_minutes, t.steps, at)
-            self._clock_led = self._clock_led or self.rampdown(at) != self.rampdown(self.step)
+            self._clock_led = self._clock_led or moved
             self.apply_lr()
         real = to_float(self.real_batch(self.step), self.device, t.channels_last)
         if self.cfg.augment.flip or self.cfg.augment.rot90 or self.cfg.augment.hsv:
