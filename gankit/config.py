@@ -114,6 +114,11 @@ class TrainConfig:
     # reach their low end before the limit; it then depends on the clock. False: steps alone (reproducible
     # to the step on any CPU). optim.lr_decay's halvings stay in steps either way
     schedule_clock: bool = True
+    # with schedule_clock, while max_minutes is set to stop the run before `steps`: every learning rate also
+    # ramps down linearly to zero over this last share of the minutes (optim.lr_rampdown's ramp, spanning
+    # the larger of the two shares), so a run that a slower CPU cuts short still ends annealed; 0 = off.
+    # A run that takes its steps within the limit never sees it
+    clock_rampdown: float = 0.0
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
     grad_clip: float = 0.0  # clip each net's gradient to this total norm before its optimizer steps; 0 = off
@@ -217,6 +222,9 @@ class Config:
             raise GankitError(f"config: train.grad_clip must be >= 0 (0 = off), got {t.grad_clip}")
         if t.max_minutes < 0:
             raise GankitError(f"config: train.max_minutes must be >= 0 (0 = no limit), got {t.max_minutes}")
+        if not 0 <= t.clock_rampdown <= 1:
+            raise GankitError(f"config: train.clock_rampdown must be in [0, 1] (a share of train.max_minutes), "
+                              f"got {t.clock_rampdown}")
         if not 0 <= t.ema < 1:
             raise GankitError(f"config: train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
         _choice("gan.vaegan_update", g.vaegan_update, ("three-step", "larsen"))

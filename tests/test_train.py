@@ -269,7 +269,8 @@ def test_the_ramp_down_follows_the_clock_when_the_time_limit_binds_first(toy32, 
     """train.schedule_clock: a run that train.max_minutes would stop before its steps (here a clock that
     says step s has used (s + 3) / 6 of the minutes) takes its ramp down where the time used puts it,
     never past the final step's; off, or with time to spare, the steps alone decide; optim.lr_decay's
-    halvings stay in steps."""
+    halvings stay in steps; train.clock_rampdown ramps such a run down even where optim.lr_rampdown is
+    off or shorter, and only while the clock leads."""
     def rates(*overrides, share):
         cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "train.max_minutes=10", *overrides)
         t = Trainer.new(cfg, str(toy32), tmp_path / str(len(list(tmp_path.iterdir()))), progress=False)
@@ -289,6 +290,14 @@ def test_the_ramp_down_follows_the_clock_when_the_time_limit_binds_first(toy32, 
     assert rates(*decay, share=late) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
     both = ("optim.lr_rampdown=0.5", "optim.plateau_factor=1", "optim.lr_decay=0.5", "optim.lr_decay_every=2")
     assert rates(*both, share=late) == pytest.approx([1, 2 / 3, 1 / 6, 1 / 6, 1 / 12, 1 / 12])
+    # train.clock_rampdown: a ramp over the last share of the minutes, only while the clock leads the step
+    clock = ("optim.lr_rampdown=0", "optim.plateau_factor=1", "train.clock_rampdown=0.5")
+    assert rates(*clock, share=late) == pytest.approx([1, 2 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert rates(*clock, share=lambda s: s / 12) == pytest.approx([1] * 6)
+    assert rates(*clock, "train.schedule_clock=false", share=late) == pytest.approx([1] * 6)
+    shorter = ("optim.lr_rampdown=0.34", "optim.plateau_factor=1", "train.clock_rampdown=0.5")
+    assert rates(*shorter, share=late) == pytest.approx([1, 2 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert rates(*shorter, share=lambda s: s / 12) == pytest.approx([1, 1, 1, 1, 1, 1 / 2])
 
 
 def test_diverged_weights_are_never_checkpointed(toy32, tmp_path):

@@ -196,7 +196,7 @@ class Trainer:
         return o.lr_decay ** (self.step // o.lr_decay_every) * self.rampdown(self.schedule_step())
 
     def schedule_step(self) -> int:
-        """Where the ramp down (optim.lr_rampdown) stands: the step, or with train.schedule_clock, when
+        """Where the ramp down (optim.lr_rampdown, train.clock_rampdown) stands: the step, or with train.schedule_clock, when
         train.max_minutes would stop the run first (a slower CPU), the same share of train.steps as of
         the minutes used, so that the rates still reach their low end before the time limit (at most the
         final step's). optim.lr_decay's halvings stay in steps: moved forward with the clock, they had
@@ -215,10 +215,16 @@ class Trainer:
         clock = int(t.steps * spent["wall"] / (60 * t.max_minutes))
         self._clock_step = int(ddp.max_over_ranks(clock, self.world, self.device)) if self.world.active else clock
 
+    def ramp_share(self) -> float:
+        """The share of train.steps the ramp down spans: optim.lr_rampdown, or train.clock_rampdown where
+        larger while the clock leads the step (train.max_minutes will stop the run first)."""
+        share = self.cfg.optim.lr_rampdown
+        return max(share, self.cfg.train.clock_rampdown) if self._clock_step > self.step else share
+
     def rampdown(self, step: int) -> float:
-        """optim.lr_rampdown's factor at `step`: 1 until the ramp starts, then linear, 1 / span at the
+        """The ramp down's factor at `step`: 1 until the ramp starts, then linear, 1 / span at the
         final step (the next, never taken, would be zero)."""
-        steps, frac = self.cfg.train.steps, self.cfg.optim.lr_rampdown
+        steps, frac = self.cfg.train.steps, self.ramp_share()
         span = max(1, round(steps * frac)) if frac > 0 else 0
         return min(1.0, (steps - step) / span) if span else 1.0
 
