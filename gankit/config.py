@@ -456,7 +456,8 @@ _CPU_TWIN: dict[str, tuple] = {
     # - the rates ramped down linearly to zero over the last 40% (optim.lr_rampdown=0.4, from step 8,820):
     #   at a constant 3e-4 the average had stopped gaining from ~10,000 steps on (19,600 steps gained
     #   nothing) and G swung by 5 between evaluations; ramped, 17.56 and 15.31 under two seeds against 18.38
-    #   and 17.54 (twenty-first session). gamma 1.0 collapsed at 11,500 steps; G at 24 ended level (18.08) in
+    #   and 17.54 (twenty-first session); over the last 60% 15.99 against 0.4's 15.36 (an Ice Lake's feature
+    #   network, twenty-third session). gamma 1.0 collapsed at 11,500 steps; G at 24 ended level (18.08) in
     #   1.26 times the CPU; Z = 128 behind again.
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
