@@ -134,7 +134,9 @@ def cmd_presets(args) -> None:
               f"lr={o.lr_g:g}/{o.lr_d:g}{f' x{o.lr_decay:g}/{o.lr_decay_every}' if o.lr_decay < 1 else ''}"
               f"{f' rampdown={o.lr_rampdown:g}' if o.lr_rampdown else ''} "
               f"betas=({o.beta1:g},{o.beta2:g}){extra} aug={aug} steps={t.steps}"
-              + (f" max_minutes={t.max_minutes:g}" if t.max_minutes else "") + (f" ema={t.ema:g}" if t.ema else ""))
+              + (f" max_minutes={t.max_minutes:g}" if t.max_minutes else "")
+              + (f" clock_rampdown={t.clock_rampdown:g}" if t.max_minutes and t.clock_rampdown else "")
+              + (f" ema={t.ema:g}" if t.ema else ""))
         if args.verbose:
             print(f"{'':22s} {preset_description(name)}")
 

@@ -116,8 +116,8 @@ class TrainConfig:
     schedule_clock: bool = True
     # with schedule_clock, while max_minutes is set to stop the run before `steps`: every learning rate also
     # ramps down linearly to zero over this last share of the minutes (optim.lr_rampdown's ramp, spanning
-    # the larger of the two shares), so a run that a slower CPU cuts short still ends annealed; 0 = off.
-    # A run that takes its steps within the limit never sees it
+    # the larger of the two shares), so a run that a slower CPU cuts short still ends annealed; 0 = off (the
+    # CPU twins: 0.3). A run that takes its steps within the limit never sees it
     clock_rampdown: float = 0.0
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
@@ -377,11 +377,16 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 # CPU twins: same algorithm, smaller networks and batches, EMA of G on, a length in steps that trains
 # in about 26 minutes at 2 threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were
 # last tuned on (`python -m gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
-# slower CPU stops by itself at half an hour too (a Zen 3 in fp32 takes two to three times as
-# long per step), a ramp down of its rates following the time used (train.schedule_clock).
+# slower CPU stops by itself at half an hour too (a Zen 3 or an Ice Lake in fp32 takes two to three times as
+# long per step), a ramp down of its rates following the time used (train.schedule_clock, train.clock_rampdown).
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
 CPU_MINUTES = 30.0
+# a twin that a slower CPU stops at CPU_MINUTES ramps its rates down to zero over the last 30% of them (train.clock_rampdown;
+# where its own optim.lr_rampdown is longer, as began-64-cpu's 0.4, that one): dcgan-k4-64-cpu cut to 3,000 of its
+# 11,000 steps on an Ice Lake, one thread, held-out 10.96 against 12.03 (twenty-third session); on a CPU that takes the
+# twin's steps within the limit nothing changes
+CPU_CLOCK_RAMPDOWN = 0.3
 _BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
     # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
@@ -489,7 +494,8 @@ for _name in list(_PRESETS):
     _width, _batch, _steps, _other = _CPU_TWIN[_name]
     _twin["model"]["width"] = _width or max(16, _twin["model"]["width"] // 4)
     _twin["train"]["batch"] = _batch or max(32, _twin["train"]["batch"] // 2)
-    _twin["train"].update(steps=_steps, max_minutes=CPU_MINUTES, ema=0.999, sample_every=200, ckpt_every=500)
+    _twin["train"].update(steps=_steps, max_minutes=CPU_MINUTES, clock_rampdown=CPU_CLOCK_RAMPDOWN, ema=0.999,
+                          sample_every=200, ckpt_every=500)
     for _section, _values in _other.items():
         _twin[_section].update(_values)
     _changed = "".join(f", {k} {v:g}" for v in [_other.get("optim", {})] for k, v in v.items()
@@ -503,7 +509,7 @@ for _name in list(_PRESETS):
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}{_g}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"
                                 f"{_decay}, "
-                                f"{_steps:,} steps (~26 min on a 2-core Zen 4; stops at {CPU_MINUTES:g} min), "
+                                f"{_steps:,} steps (~26 min on a 2-core Zen 4; a slower CPU stops at {CPU_MINUTES:g} min, rates ramped down), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{_INIT_TEXT.get(_twin['model'].get('init'), '')}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"

@@ -269,6 +269,7 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
                ("model", "g_width"),  # G's width apart from D's, a size (DCGAN-k4-64 twin: BENCHMARKS.md)
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
                ("optim", "lr_decay"), ("optim", "lr_decay_every"), ("optim", "lr_rampdown"),  # schedules of the rates
+               ("train", "clock_rampdown"),  # ... and the ramp down of a run its time limit cuts short
                ("model", "init"),  # the init is a size-dependent choice (BEGAN twin: BENCHMARKS.md)
                # the BEGAN paper's own optional skip connections (section 3.5.1), an architecture choice like
                # the width: the losses, k_t and the updates are the algorithm's (BEGAN-64 twin: BENCHMARKS.md)
@@ -291,4 +292,5 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
         assert cpu["train"]["steps"] != full["train"]["steps"], twin
         # its steps are the budget on the CPU it was tuned on; the time limit stops a slower CPU by itself
         assert cpu["train"]["max_minutes"] == 30 and full["train"]["max_minutes"] == 0, twin
+        assert cpu["train"]["clock_rampdown"] == 0.3 and full["train"]["clock_rampdown"] == 0, twin
         assert cpu["optim"]["lr_g"] / cpu["optim"]["lr_d"] == full["optim"]["lr_g"] / full["optim"]["lr_d"], twin

@@ -272,7 +272,8 @@ def test_the_ramp_down_follows_the_clock_when_the_time_limit_binds_first(toy32, 
     halvings stay in steps; train.clock_rampdown ramps such a run down even where optim.lr_rampdown is
     off or shorter, and only while the clock leads."""
     def rates(*overrides, share):
-        cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "train.max_minutes=10", *overrides)
+        cfg = tiny("began-64-cpu", "model.res=32", "train.steps=6", "train.max_minutes=10", "train.clock_rampdown=0",
+                   *overrides)
         t = Trainer.new(cfg, str(toy32), tmp_path / str(len(list(tmp_path.iterdir()))), progress=False)
         t.seconds = lambda: {"wall": 600 * share(t.step), "cpu": 0.0}
         seen = []
