@@ -382,10 +382,10 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
 CPU_MINUTES = 30.0
-# a twin that a slower CPU stops at CPU_MINUTES ramps its rates down to zero over the last 30% of them (train.clock_rampdown;
-# where its own optim.lr_rampdown is longer, as began-64-cpu's 0.4, that one): dcgan-k4-64-cpu cut to 3,000 of its
-# 11,000 steps on an Ice Lake, one thread, held-out 10.96 against 12.03 (twenty-third session); on a CPU that takes the
-# twin's steps within the limit nothing changes
+# a twin that a slower CPU stops at CPU_MINUTES ramps its rates down to zero over the last 30% of them
+# (train.clock_rampdown; where its own optim.lr_rampdown is longer, as began-64-cpu's 0.4, that one):
+# dcgan-k4-64-cpu cut to 3,000 of its 11,000 steps on an Ice Lake, one thread, held-out 10.96 against 12.03
+# (twenty-third session); on a CPU that takes the twin's steps within the limit nothing changes
 CPU_CLOCK_RAMPDOWN = 0.3
 _BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
@@ -509,7 +509,8 @@ for _name in list(_PRESETS):
     _PRESETS[_name + "-cpu"] = (f"CPU twin of {_name}: width {_twin['model']['width']}{_g}, "
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"
                                 f"{_decay}, "
-                                f"{_steps:,} steps (~26 min on a 2-core Zen 4; a slower CPU stops at {CPU_MINUTES:g} min, rates ramped down), "
+                                f"{_steps:,} steps (~26 min on a 2-core Zen 4; a slower CPU stops at "
+                                f"{CPU_MINUTES:g} min, rates ramped down), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{_INIT_TEXT.get(_twin['model'].get('init'), '')}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"

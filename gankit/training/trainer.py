@@ -196,8 +196,8 @@ class Trainer:
         return o.lr_decay ** (self.step // o.lr_decay_every) * self.rampdown(self.schedule_step())
 
     def schedule_step(self) -> int:
-        """Where the ramp down (optim.lr_rampdown, train.clock_rampdown) stands: the step, or with train.schedule_clock, when
-        train.max_minutes would stop the run first (a slower CPU), the same share of train.steps as of
+        """Where the ramp down (optim.lr_rampdown, train.clock_rampdown) stands: the step, or with
+        train.schedule_clock, when train.max_minutes would stop the run first (a slower CPU), the same share of train.steps as of
         the minutes used, so that the rates still reach their low end before the time limit (at most the
         final step's). optim.lr_decay's halvings stay in steps: moved forward with the clock, they had
         cut a run that a slow CPU stops early while it was still far from trained (BENCHMARKS.md)."""
