@@ -2,17 +2,21 @@
 #   make demo   - trains the CPU DCGAN twin (32 px) on the built-in toyfaces for a few minutes
 #   make test   - runs the test suite (make test-other: the same on this CPU's other numeric path)
 # Each creates .venv when it is missing. TORCH selects the torch build (the CPU wheel here); changing
-# it reinstalls torch. The tests' numeric environment: THREADS (torch and OMP threads) and PRECISION
-# (GANKIT_PRECISION: auto = bf16 where the CPU has it natively, fp32 or bf16).
+# it reinstalls torch. The tests' numeric environment: THREADS (torch and OMP threads in each test
+# process) and PRECISION (GANKIT_PRECISION: auto = bf16 where the CPU has it natively, fp32 or bf16).
+# JOBS: test processes side by side (pytest-xdist; JOBS=1 runs them in one process, as with THREADS=2).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-THREADS ?= 2
+JOBS ?= 2
+THREADS ?= 1
 PRECISION ?= auto
 PY := $(VENV)/bin/python
 DEMO_STEPS ?= 4000
 # one stamp per torch requirement, so a new TORCH= reinstalls
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH)' | tr -c 'A-Za-z0-9._-' _)
+# worksteal: a worker that runs out takes queued tests from the other (the slow tests are uneven)
+XDIST := $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist worksteal,)
 TEST_ENV := GANKIT_TEST_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) GANKIT_PRECISION=$(PRECISION)
 
 # make quality: the best CPU preset on CelebA-64 for QUALITY_MINUTES, scored on held-out faces
@@ -40,12 +44,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(TEST_ENV) $(PY) -m gankit.env
-	$(TEST_ENV) $(PY) -m pytest -q
+	$(TEST_ENV) $(PY) -m pytest -q $(XDIST)
 
 # the other numeric path of this CPU: fp32 on AVX2 kernels where bf16 is native, forced bf16 where not
 test-other: $(STAMP)
 	@$(TEST_ENV) env $$($(PY) -m gankit.env --other-path) $(PY) -m gankit.env
-	$(TEST_ENV) env $$($(PY) -m gankit.env --other-path) $(PY) -m pytest -q
+	$(TEST_ENV) env $$($(PY) -m gankit.env --other-path) $(PY) -m pytest -q $(XDIST)
 
 bench: $(STAMP)
 	$(PY) -m gankit.bench
