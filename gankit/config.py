@@ -117,7 +117,7 @@ class TrainConfig:
     # with schedule_clock, while max_minutes is set to stop the run before `steps`: every learning rate also
     # ramps down linearly to zero over this last share of the minutes (optim.lr_rampdown's ramp, spanning
     # the larger of the two shares), so a run that a slower CPU cuts short still ends annealed; 0 = off (the
-    # CPU twins: 0.3). A run that takes its steps within the limit never sees it
+    # DCGAN and BEGAN CPU twins: 0.3). A run that takes its steps within the limit never sees it
     clock_rampdown: float = 0.0
     nan_retries: int = 3  # on a non-finite loss or weight: roll back to the last checkpoint up to this often
     nan_lr_factor: float = 0.5  # ... multiplying every learning rate by this at each roll-back (1 = keep)
@@ -378,19 +378,22 @@ for _name in ("dcgan-64", "wgan-gp-64"):
 # in about 26 minutes at 2 threads on the 2-core AMD EPYC Zen 4 (AVX512-BF16, bf16) the presets were
 # last tuned on (`python -m gankit.bench --throughput PRESET` measured s/step, BENCHMARKS.md), and train.max_minutes=30 so that a
 # slower CPU stops by itself at half an hour too (a Zen 3 or an Ice Lake in fp32 takes two to three times as
-# long per step), a ramp down of its rates following the time used (train.schedule_clock, train.clock_rampdown).
+# long per step), a ramp down of its rates following the time used where one helps (train.schedule_clock,
+# train.clock_rampdown).
 # The comments give s/step at 2 threads on that Zen 4.
 # name: (width, batch, steps, other fields); width/batch None = a quarter of the width, half the batch.
 CPU_MINUTES = 30.0
-# a twin that a slower CPU stops at CPU_MINUTES ramps its rates down to zero over the last 30% of them
-# (train.clock_rampdown; where its own optim.lr_rampdown is longer, as began-64-cpu's 0.4, that one):
-# dcgan-k4-64-cpu cut to 3,000 of its 11,000 steps on an Ice Lake, one thread, held-out 10.96 against 12.03
-# (twenty-third session); on a CPU that takes the twin's steps within the limit nothing changes.
-# Off in the WGAN-GP and VAE-GAN twins, where it lost when measured the same way (twenty-fourth session:
-# wgan-gp-64-cpu cut to 1,443 of 4,600 steps 28.59 against 25.80; vaegan-64-cpu to 5,154 of 15,000 21.59
-# against 15.47, as lower rates had lost before: halvings at 5,000 and 10,000 steps, 20.2 against 14.6)
-CPU_CLOCK_RAMPDOWN = 0.3
-_NO_CLOCK_RAMP = dict(clock_rampdown=0)
+# By family: a twin that a slower CPU stops at CPU_MINUTES ramps its rates down to zero over the last 30% of
+# them (train.clock_rampdown; where its own optim.lr_rampdown is longer, as began-64-cpu's 0.4, that one); on a
+# CPU that takes the twin's steps within the limit nothing changes. Measured on an Ice Lake, each twin cut short
+# at one thread, held-out fd-celeba-attr10k with and without it: dcgan-k4-64-cpu at 3,000 of its 11,000 steps
+# 10.96 against 12.03 (twenty-third session; its rates' halvings had won at full length too), and BEGAN's ramp
+# placed by the clock 19.46 against 21.93 on a Zen 3 (twenty-second). Off where it lost (twenty-fourth session):
+# wgan-k4-64-cpu at 4,800 of 12,000 steps 19.61 against 17.47, wgan-gp-64-cpu at 1,443 of 4,600 28.59 against
+# 25.80, vaegan-64-cpu at 5,154 of 15,000 21.59 against 15.47, vae-64-cpu at 8,373 of 30,000 39.18 against
+# 38.08 (VAE-GAN's and WGAN's lower rates had lost before: halvings at 5,000 and 10,000 steps 20.2 against
+# 14.6, WGAN's halving at 8,000 15.55 against 15.4)
+CPU_CLOCK_RAMPDOWN = {"dcgan": 0.3, "began": 0.3}
 _BEGAN_TWIN = dict(model=dict(init="default"), optim=dict(lr_g=3e-4, lr_d=3e-4), gan=dict(lambda_k=0.01))
 _CPU_TWIN: dict[str, tuple] = {
     # DCGAN-64: the learning rates halved at 5,000 and 10,000 steps: held-out fd-celeba-attr10k 7.24
@@ -426,13 +429,13 @@ _CPU_TWIN: dict[str, tuple] = {
     "wgan-64": (32, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-GP-64: width 16 (0.342 s/step; on a Zen 3 0.609, width 32 1.653) and Adam 2e-4 (0, 0.9) for a
     # half-hour run
-    "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), train=_NO_CLOCK_RAMP)),
+    "wgan-gp-64": (16, 64, 4_600, dict(optim=dict(lr_g=2e-4, lr_d=2e-4))),
     # WGAN-k4-64, the gallery's WGAN on faces: wgan-64-cpu's settings with k4 networks at width 24 (about
     # the same CPU a step, 0.178 against 0.181 s/step at one thread): held-out FD 10.5 and 14.8 under two
     # seeds against 15.37, 15.51 and 15.43 under three, recall 0.50 and 0.34 against 0.32 (sixteenth session)
     "wgan-k4-64": (24, None, 12_000, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     "wgan-32": (None, None, 25_000, {}),  # 0.058
-    "wgan-gp-32": (None, None, 13_000, dict(train=_NO_CLOCK_RAMP)),  # 0.114
+    "wgan-gp-32": (None, None, 13_000, {}),  # 0.114
     # BEGAN twins (BENCHMARKS.md has each measurement; held-out fd-celeba-attr10k on the 64-px twin):
     # - PyTorch's init, not N(0, 0.02): at width 16 the narrow init's signal fades through the 20
     #   unnormalised layers and the twin collapsed to one image (began-64-cpu: Glorot's, below).
@@ -484,7 +487,7 @@ _CPU_TWIN: dict[str, tuple] = {
     # VAE-GAN: EMA on: in Algorithm 1, the presets' order, the average with BatchNorm statistics of its
     # own scored 15.4 against G's 29.6 at 9,000 steps (22.6 with G's statistics copied) and 14.6 at the
     # twin's 15,000 at a constant rate, where rates halved at 5,000 and 10,000 ended at 20.2 (BENCHMARKS.md)
-    "vaegan-64": (None, None, 15_000, dict(train=_NO_CLOCK_RAMP)),  # 0.101-0.113
+    "vaegan-64": (None, None, 15_000, {}),  # 0.101-0.113
 }
 # EMA 0.999 in every twin (began-64-cpu: 0.998). With train.ema_rampup 0.05 the average's half-life is 5% of the steps so far
 # until that reaches 0.999's 693 steps (at step 13,862): a longer decay changes nothing in a shorter run
@@ -498,7 +501,8 @@ for _name in list(_PRESETS):
     _width, _batch, _steps, _other = _CPU_TWIN[_name]
     _twin["model"]["width"] = _width or max(16, _twin["model"]["width"] // 4)
     _twin["train"]["batch"] = _batch or max(32, _twin["train"]["batch"] // 2)
-    _twin["train"].update(steps=_steps, max_minutes=CPU_MINUTES, clock_rampdown=CPU_CLOCK_RAMPDOWN, ema=0.999,
+    _twin["train"].update(steps=_steps, max_minutes=CPU_MINUTES, ema=0.999,
+                          clock_rampdown=CPU_CLOCK_RAMPDOWN.get(_twin["model"]["family"], 0.0),
                           sample_every=200, ckpt_every=500)
     for _section, _values in _other.items():
         _twin[_section].update(_values)
