@@ -518,7 +518,7 @@ for _name in list(_PRESETS):
                                 f"batch {_twin['train']['batch']}{_changed.replace('lr_g', 'learning rate')}"
                                 f"{_decay}, "
                                 f"{_steps:,} steps (~26 min on a 2-core Zen 4; a slower CPU stops at "
-                                f"{CPU_MINUTES:g} min, rates ramped down), "
+                                f"{CPU_MINUTES:g} min{', rates ramped down' if _twin['train']['clock_rampdown'] else ''}), "
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{_INIT_TEXT.get(_twin['model'].get('init'), '')}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"
