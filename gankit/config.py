@@ -241,7 +241,8 @@ class Config:
                 raise GankitError(f"config: model.{key} is a BEGAN option (section 3.5.1); family is {m.family}")
         if m.carry_steps < 0:
             raise GankitError(f"config: model.carry_steps must be >= 0 (0 = off), got {m.carry_steps}")
-        _choice("model.init", m.init, ("normal", "default", "xavier", "kaiming"))
+        from .families.base import WEIGHT_INITS  # the one list of draws; "default" keeps PyTorch's
+        _choice("model.init", m.init, ("default", *WEIGHT_INITS))
         a = self.augment
         from .data.diffaug import parse_policy
         try:
