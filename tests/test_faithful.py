@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gankit.config import apply_overrides, load_preset
+from gankit.config import apply_overrides, load_preset, preset_names
 from gankit.data import prepare
 from gankit.data.diffaug import AdaptiveP, color, cutout, diff_augment, translation
 from gankit.errors import GankitError
@@ -193,6 +193,9 @@ def test_began_weights_and_presets_follow_the_paper():
     assert cfg.model.d_norm == cfg.model.g_norm == "none" and cfg.optim.plateau_factor == 0.5
     assert cfg.model.init == "normal"  # the paper's; the twins' fan-scaled inits were measured (BENCHMARKS.md)
     assert (load_preset("began-64-cpu").model.init, load_preset("began-128-cpu").model.init) == ("xavier", "default")
+    # the BEGAN-64 twin flips its real faces; no other twin changes the data
+    assert [n for n in preset_names() if n.endswith("-cpu") and load_preset(n).augment.flip
+            and not load_preset(n.removesuffix("-cpu")).augment.flip] == ["began-64-cpu"]
     # the 64-px twin's rates fall to zero over its last 40% (BENCHMARKS.md, twenty-first session)
     assert (load_preset("began-64-cpu").optim.lr_rampdown, load_preset("began-128-cpu").optim.lr_rampdown) == (0.4, 0.0)
     with pytest.raises(GankitError, match="plateau_factor"):
@@ -264,7 +267,6 @@ def test_celeba_crop_at_128_is_never_enlarged(tmp_path):
 
 def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
     """A `-cpu` twin may change sizes, learning rates, its length and EMA, never the algorithm."""
-    from gankit.config import preset_names
     tunable = {("model", "width"), ("train", "batch"), ("train", "steps"), ("train", "max_minutes"), ("train", "ema"),
                ("model", "g_width"),  # G's width apart from D's, a size (DCGAN-k4-64 twin: BENCHMARKS.md)
                ("train", "sample_every"), ("train", "ckpt_every"), ("optim", "lr_g"), ("optim", "lr_d"),
@@ -280,7 +282,10 @@ def test_cpu_twins_keep_the_algorithm_and_set_a_budget():
                ("gan", "gamma"),
                # critic steps per generator step, a hyper-parameter of WGAN's Algorithm 1 like its rate
                # (WGAN-64 twin: BENCHMARKS.md); the loss, the clipping and RMSProp are the algorithm's
-               ("gan", "n_critic")}
+               ("gan", "n_critic"),
+               # flips of the real images: they enlarge the data D sees and G then learns its mirrored
+               # distribution, which for CelebA's aligned faces is CelebA's (BEGAN-64 twin: BENCHMARKS.md)
+               ("augment", "flip")}
     twins = [n for n in preset_names() if n.endswith("-cpu")]
     assert len(twins) == len([n for n in preset_names() if not n.endswith("-cpu")])
     for twin in twins:
