@@ -474,8 +474,9 @@ _CPU_TWIN: dict[str, tuple] = {
     #   1.26 times the CPU; Z = 128 behind again.
     # - flips of the real faces (augment.flip; a mirrored face is a face, so G's mirrored distribution is
     #   CelebA's): ahead at all six evaluations of seed 0 (35.1, 24.6, 19.1 at 2,450-7,350 steps against
-    #   66.5, 29.1, 23.5) and at its end 14.97 against 15.36 held out (an Ice Lake's feature network,
-    #   twenty-fifth session); gamma 0.9 ended level (15.46).
+    #   66.5, 29.1, 23.5) and at its end 14.97 against 15.36 held out, and a user's 30-minute run at one
+    #   thread, cut short at ~5,850 steps, 19.07 against 20.78 (an Ice Lake's feature network, twenty-fifth
+    #   session); gamma 0.9 ended level (15.46).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
     #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
@@ -529,7 +530,7 @@ for _name in list(_PRESETS):
                                 f"{'EMA %g' % _twin['train']['ema'] if _twin['train']['ema'] else 'no EMA'}"
                                 f"{_INIT_TEXT.get(_twin['model'].get('init'), '')}"
                                 f"{', skip connections' if _twin['model'].get('skip') else ''}"
-                                f"{', flips of the real images' if _twin.get('augment', {}).get('flip') else ''}"
+                                f"{', flips of the real images' if _other.get('augment', {}).get('flip') else ''}"
                                 f"{_gain}{_critic}",
                                 _twin)
 
