@@ -476,7 +476,8 @@ _CPU_TWIN: dict[str, tuple] = {
     #   CelebA's): ahead at all six evaluations of seed 0 (35.1, 24.6, 19.1 at 2,450-7,350 steps against
     #   66.5, 29.1, 23.5) and at its end 14.97 against 15.36 held out, and a user's 30-minute run at one
     #   thread, cut short at ~5,850 steps, 19.07 against 20.78 (an Ice Lake's feature network, twenty-fifth
-    #   session); gamma 0.9 ended level (15.46).
+    #   session); seed 1 level at both lengths (14.91 against 14.94; 21.27 against 21.64 at ~5,100 steps,
+    #   twenty-sixth session); gamma 0.9 ended level (15.46).
     # - measured level at gamma 0.85 (fifteenth session): the rates halved at 4,900 and 9,800 steps (19.0),
     #   batch 4 for 26,000 steps (19.2); EMA 0.999 behind (19.8); width 24 at batch 4 for the same CPU behind
     #   (32.0 at 10,200 steps against 21.9 at 9,800, 2,000 samples; stopped there, seventeenth session).
