@@ -259,7 +259,8 @@ def threads_text(threads: int | None) -> str:
 
 def tuned(job: Job) -> str:
     """For the table: what the gallery itself sets beyond the preset for the job's data, other than the
-    augmentation (BEGAN's flowers: ", gan.gamma 0.7, optim.lr_rampdown 0.8"), at the value the job trains with; "" where none."""
+    augmentation (BEGAN's flowers: ", gan.gamma 0.7, optim.lr_rampdown 0.8"), at the value the job trains
+    with; "" where none."""
     from .config import load_preset
     preset, shown = load_preset(job.preset), []
     for key in dict.fromkeys(o.split("=", 1)[0] for o in BEGAN_FLOWERS + DIFFAUG + ADA):
