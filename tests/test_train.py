@@ -116,6 +116,20 @@ def test_training_time_adds_up_over_sessions_and_bounds_the_run(toy32, tmp_path)
     assert json.loads(list_checkpoints(t.run_dir / "checkpoints")[-1].read_text())["seconds"] is None
 
 
+@pytest.mark.parametrize("seconds, drawn", [(60.0, [7]), (0.0, [2, 4, 6, 7])])
+def test_plots_are_redrawn_at_checkpoints_when_due_and_at_the_end(toy32, tmp_path, monkeypatch, seconds, drawn):
+    """plots/ follows the checkpoints at most every PLOT_SECONDS (matplotlib's second is a real share of a
+    fast run), and a run always ends with them drawn at its last step."""
+    import gankit.training.trainer as trainer
+    monkeypatch.setattr(trainer, "PLOT_SECONDS", seconds)
+    t = Trainer.new(tiny("dcgan-32-cpu", "train.steps=7"), str(toy32), tmp_path, progress=False)
+    steps, plot = [], t.plot
+    t.plot = lambda: (steps.append(t.step), plot())[1]
+    t.run()
+    assert steps == drawn
+    assert (t.run_dir / "plots" / "losses.png").exists()
+
+
 def test_run_folder_contents_and_sample_cli(toy32, tmp_path):
     argv = ["train", "--preset", "dcgan-32-cpu", "--data", str(toy32), "--runs", str(tmp_path / "runs"), "--quiet",
             "--set", "train.steps=8", "--set", "model.width=8", "--set", "train.batch=8",

@@ -35,6 +35,10 @@ from .monitor import MetricsLog, TensorBoard, plot_convergence, plot_metrics
 from .speed import peak_flops, step_flops
 
 log = logging.getLogger(__name__)
+# plots/ is redrawn at a checkpoint once this many seconds have passed since the last drawing (or since
+# run() began), and at the end of run(): matplotlib takes about a second for a family's figures, which
+# at every checkpoint of a fast run (a 32-px twin's come every 15-40 s on a CPU) was several percent of it
+PLOT_SECONDS = 60.0
 
 
 class Trainer:
@@ -84,6 +88,7 @@ class Trainer:
         self._clock_step = 0
         self._clock_led = False
         self._schedule = 1.0
+        self._plotted = (-1, 0.0)  # (step, monotonic time) the plots were last drawn at
 
     # --- construction ----------------------------------------------------------------------------
     @classmethod
@@ -301,7 +306,7 @@ class Trainer:
                         what, bad_step, self.step, record["tensors"], self.lr_scale, rollbacks, t.nan_retries)
 
     def checkpoint(self) -> Path | None:
-        """Write a checkpoint (rank 0; other ranks only check) and refresh the plots."""
+        """Write a checkpoint (rank 0; other ranks only check) and refresh the plots when they are due."""
         bad = self.nonfinite_nets()
         if bad:  # never overwrite good checkpoints with a diverged state (every rank checks: same weights)
             ckpts = list_checkpoints(self.run_dir / "checkpoints")
@@ -313,7 +318,8 @@ class Trainer:
                                {"config": self.cfg.to_dict(), "images_seen": self.images_seen(),
                                 "processes": self.world.size, "seconds": self.seconds()},
                                keep=self.cfg.train.keep_ckpts)
-        self.plot()
+        if time.monotonic() - self._plotted[1] >= PLOT_SECONDS:
+            self.plot()
         return path
 
     def disk_needed(self) -> int:
@@ -368,6 +374,8 @@ class Trainer:
         return path
 
     def plot(self) -> list[Path]:
+        """plots/: each group of logged metrics against the step, and the convergence figure."""
+        self._plotted = (self.step, time.monotonic())
         metric = self.cfg.train.metric
         groups = dict(self.family.plots, **({"metric": [metric, metric + "_raw"]} if metric else {}),
                       **({"augment": ["aug_p", "ada_r"]} if self.family.diffaug else {}),
@@ -443,6 +451,7 @@ class Trainer:
         """Train until train.steps (or a stop); returns the last logged metrics."""
         t = self.cfg.train
         self._clock = (time.monotonic(), time.process_time())
+        self._plotted = (self._plotted[0], self._clock[0])
         try:
             window = _Window(self)  # what the loop carries between steps: sums, timers, the progress bar
             old_handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -569,6 +578,8 @@ class Trainer:
             self.sample_grid(window.tb)
         if self.step % t.ckpt_every or not list_checkpoints(self.run_dir / "checkpoints"):
             self.checkpoint()
+        if world.main and self._plotted[0] != self.step:
+            self.plot()
         if window.tb:
             window.tb.close()
         spent = self.seconds()
