@@ -64,6 +64,17 @@ def _gankit_process(argv: list[str], out: Path, env: dict[str, str] | None = Non
     return proc
 
 
+def _exitcode(proc, timeout: float = 120) -> int | None:
+    """The process's exit status once it ends; one still running after `timeout` seconds is killed (so a
+    hung trial leaves no process behind) and gives None."""
+    proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+        return None
+    return proc.exitcode
+
+
 def test_twenty_sigkills_at_random_moments_lose_at_most_one_checkpoint_interval(toy32, tmp_path):
     """SIGKILL a training process 20 times: at random times, and inside checkpoint writes (after the
     tensor file, between the two files, after the JSON's temporary). Every resume must start from the
@@ -72,8 +83,7 @@ def test_twenty_sigkills_at_random_moments_lose_at_most_one_checkpoint_interval(
     base = ["train", "--quiet"]
     first = _gankit_process(base + ["--preset", "dcgan-32-cpu", "--data", str(toy32), "--runs", str(tmp_path / "runs"),
                                     "--set", "train.steps=10", *TINY], tmp_path / "first.out")
-    first.join(120)
-    assert first.exitcode == 0, (tmp_path / "first.out").read_text()[-2000:]
+    assert _exitcode(first) == 0, (tmp_path / "first.out").read_text()[-2000:]
     (run,) = (tmp_path / "runs").iterdir()
     faults = ["time", "ckpt-tensors-written", "ckpt-between-files", "ckpt-json-written"]
     stats = {"trials": 0, "in_checkpoint_write": 0, "corrupt": 0, "max_lost_steps": 0, "resumed_from_newest": 0}
@@ -86,8 +96,7 @@ def test_twenty_sigkills_at_random_moments_lose_at_most_one_checkpoint_interval(
         if fault == "time":
             time.sleep(rng.uniform(0.5, 3.0))
             os.kill(proc.pid, signal.SIGKILL)
-        proc.join(120)
-        assert proc.exitcode == -signal.SIGKILL, out.read_text()[-2000:]
+        assert _exitcode(proc) == -signal.SIGKILL, out.read_text()[-2000:]
         text = out.read_text()
         if "resuming" in text:  # killed after start-up: it resumed from the newest complete checkpoint
             assert f"at step {newest}" in text, text
@@ -106,8 +115,7 @@ def test_twenty_sigkills_at_random_moments_lose_at_most_one_checkpoint_interval(
     # and the run still finishes cleanly, leaving no temporary files
     final = kept + 5
     done = _gankit_process(base + ["--resume", str(run), "--set", f"train.steps={final}"], tmp_path / "final.out")
-    done.join(120)
-    assert done.exitcode == 0, (tmp_path / "final.out").read_text()[-2000:]
+    assert _exitcode(done) == 0, (tmp_path / "final.out").read_text()[-2000:]
     assert read_checkpoint(list_checkpoints(run / "checkpoints")[-1])[1]["step"] == final
     assert not list((run / "checkpoints").glob(".*tmp*"))
     print("kill trials:", json.dumps(stats))
