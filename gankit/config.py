@@ -434,7 +434,9 @@ _CPU_TWIN: dict[str, tuple] = {
     # steps and reach held-out fd-celeba-attr10k 14.53 against 25.80 for 1,446 steps with 5 (batch 32 with 5
     # for 2,756 steps: 15.42); at the full length, one thread each, ahead at every evaluation (2,000 samples:
     # 18.1, 9.9, 7.2 at a quarter, half and three quarters of the CPU against 30.8, 16.1, 10.4) (twenty-ninth
-    # session, one seed; BENCHMARKS.md). wgan-gp-32-cpu is unmeasured and keeps 5
+    # session, one seed; BENCHMARKS.md); on flowers with the gallery's translation under ADA fd-flowers-class10k
+    # 2.00 against 3.28 at the full length, ahead at every evaluation (thirtieth). wgan-gp-32-cpu is unmeasured
+    # and keeps 5
     "wgan-gp-64": (16, 64, 10_400, dict(optim=dict(lr_g=2e-4, lr_d=2e-4), gan=dict(n_critic=2))),
     # WGAN-k4-64, the gallery's WGAN on faces: wgan-64-cpu's settings with k4 networks at width 24 (about
     # the same CPU a step, 0.178 against 0.181 s/step at one thread): held-out FD 10.5 and 14.8 under two
